@@ -1,0 +1,48 @@
+# Two commands do all the set-up on a fresh machine:  make demo  and  make test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+SOURCES := $(shell find csrc python -name '*.cc' -o -name '*.h' -o -name '*.cu' -o -name '*.py') CMakeLists.txt pyproject.toml
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test lint format cuda-check bench clean
+
+setup: $(VENV)/.gradwire-installed
+
+$(VENV)/.deps-installed:
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first (the CPU wheel); the build needs it importable for the torch adapter.
+	$(PIP) install -q "$(TORCH_SPEC)" numpy
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib
+	touch $@
+
+$(VENV)/.gradwire-installed: $(VENV)/.deps-installed $(SOURCES)
+	$(PIP) install -q --no-build-isolation --no-deps .
+	touch $@
+
+demo: setup
+	$(PY) examples/demo.py
+
+test: setup
+	$(PY) -m pytest -q tests
+
+lint: setup
+	$(VENV)/bin/ruff check python tests examples
+	$(VENV)/bin/ruff format --check python tests examples
+	$(VENV)/bin/clang-format --dry-run --Werror $$(find csrc -name '*.cc' -o -name '*.h' -o -name '*.cu')
+
+format: setup
+	$(VENV)/bin/ruff format python tests examples
+	$(VENV)/bin/ruff check --fix python tests examples
+	$(VENV)/bin/clang-format -i $$(find csrc -name '*.cc' -o -name '*.h' -o -name '*.cu')
+
+# Compiles the CUDA kernels when nvcc exists (nothing CUDA runs on a machine without a GPU).
+cuda-check: setup
+	@if command -v nvcc >/dev/null 2>&1; then \
+	  cmake -S . -B build/cuda -G Ninja -DGRADWIRE_CUDA=ON -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja >/dev/null && \
+	  cmake --build build/cuda --target gradwire_cuda && echo "cuda-check: CUDA kernels compiled"; \
+	else echo "cuda-check: nvcc not found, skipped"; fi
+
+clean:
+	rm -rf build $(VENV)

@@ -1,0 +1,47 @@
+// What an algorithm sees: the transport, its place in the group, and the op it runs. Messages it
+// posts are keyed by (op seq, tag); the tag layout is each algorithm's own business.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <vector>
+
+#include "gradwire/common/config.h"
+#include "gradwire/transport/transport.h"
+
+namespace gw {
+
+struct OpContext {
+  Transport* transport;
+  int rank;
+  int size;
+  uint64_t seq;
+  OpFingerprint fp;
+  const Config* config;
+
+  void send(int peer, uint32_t tag, const void* data, size_t bytes, Request* req) const {
+    transport->isend(peer, MsgKey{seq, tag}, fp, data, bytes, req);
+  }
+  void recv(int peer, uint32_t tag, void* data, size_t bytes, Request* req) const {
+    transport->irecv(peer, MsgKey{seq, tag}, fp, data, bytes, req);
+  }
+  void wait(Request* req) const { transport->wait(req); }
+  void wait_all(std::vector<Request>& reqs) const {
+    for (auto& r : reqs) transport->wait(&r);
+  }
+  int mod(int k) const { return ((k % size) + size) % size; }
+};
+
+// `count` elements split into `parts` contiguous pieces whose sizes differ by at most one; the
+// larger pieces come first.
+struct Partition {
+  size_t count;
+  int parts;
+  size_t len(int i) const { return count / parts + (size_t(i) < count % parts ? 1 : 0); }
+  size_t offset(int i) const {
+    size_t base = count / parts, extra = count % parts;
+    return size_t(i) * base + std::min<size_t>(size_t(i), extra);
+  }
+};
+
+}  // namespace gw

@@ -1,0 +1,77 @@
+#include "gradwire/common/config.h"
+
+#include <cstdlib>
+#include <string>
+
+#include "gradwire/common/error.h"
+
+namespace gw {
+namespace {
+
+const char* env(const char* name) {
+  const char* v = std::getenv(name);
+  return (v && *v) ? v : nullptr;
+}
+
+size_t env_bytes(const char* name, size_t def) {
+  const char* v = env(name);
+  if (!v) return def;
+  char* end = nullptr;
+  unsigned long long n = std::strtoull(v, &end, 10);
+  std::string suffix(end ? end : "");
+  unsigned long long mult = 1;
+  if (suffix == "K" || suffix == "k")
+    mult = 1ull << 10;
+  else if (suffix == "M" || suffix == "m")
+    mult = 1ull << 20;
+  else if (suffix == "G" || suffix == "g")
+    mult = 1ull << 30;
+  else
+    GW_CHECK_ARG(suffix.empty(), name, "='", v, "' is not a byte count (e.g. 65536, 64K, 4M)");
+  GW_CHECK_ARG(end != v && n > 0, name, "='", v, "' must be a positive byte count");
+  return size_t(n * mult);
+}
+
+double env_seconds(const char* name, double def) {
+  const char* v = env(name);
+  if (!v) return def;
+  char* end = nullptr;
+  double d = std::strtod(v, &end);
+  GW_CHECK_ARG(end != v && *end == '\0' && d >= 0, name, "='", v, "' must be a number of seconds");
+  return d;
+}
+
+int parse_log_level(const char* v) {
+  std::string s(v);
+  if (s == "error" || s == "ERROR" || s == "0") return 0;
+  if (s == "warn" || s == "WARN" || s == "warning" || s == "1") return 1;
+  if (s == "info" || s == "INFO" || s == "2") return 2;
+  if (s == "debug" || s == "DEBUG" || s == "3") return 3;
+  GW_THROW(InvalidArgument, "GRADWIRE_LOG_LEVEL='", v, "' must be one of error, warn, info, debug");
+}
+
+}  // namespace
+
+Config Config::from_env() {
+  Config c;
+  if (const char* v = env("GRADWIRE_LOG_LEVEL")) c.log_level = parse_log_level(v);
+  if (const char* v = env("GRADWIRE_SOCKET_IFNAME")) c.socket_ifname = v;
+  if (const char* v = env("GRADWIRE_AUTH_TOKEN")) c.auth_token = v;
+  if (const char* v = env("GRADWIRE_ALGO")) {
+    c.algo = v;
+    GW_CHECK_ARG(c.algo == "auto" || c.algo == "ring" || c.algo == "rd", "GRADWIRE_ALGO='", v,
+                 "' must be one of auto, ring, rd");
+  }
+  c.ring_chunk_bytes = env_bytes("GRADWIRE_RING_CHUNK_BYTES", c.ring_chunk_bytes);
+  c.small_message_bytes = env_bytes("GRADWIRE_SMALL_MESSAGE_BYTES", c.small_message_bytes);
+  c.max_frame_bytes = env_bytes("GRADWIRE_MAX_FRAME_BYTES", c.max_frame_bytes);
+  c.probe_seconds = env_seconds("GRADWIRE_PROBE_SECONDS", c.probe_seconds);
+  return c;
+}
+
+const Config& Config::get() {
+  static const Config config = from_env();
+  return config;
+}
+
+}  // namespace gw

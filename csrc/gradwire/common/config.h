@@ -1,0 +1,26 @@
+// Every environment variable the C++ core reads, read in one place, once per process.
+// docs/configuration.md holds the same table for users; keep both in step.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace gw {
+
+struct Config {
+  int log_level = 1;                      // GRADWIRE_LOG_LEVEL: error|warn|info|debug (or 0-3)
+  std::string socket_ifname;              // GRADWIRE_SOCKET_IFNAME: interface to listen on
+  std::string auth_token;                 // GRADWIRE_AUTH_TOKEN: shared job secret
+  std::string algo = "auto";              // GRADWIRE_ALGO: auto|ring|rd (allreduce algorithm)
+  size_t ring_chunk_bytes = 256 << 10;    // GRADWIRE_RING_CHUNK_BYTES: pipelining granularity
+  size_t small_message_bytes = 64 << 10;  // GRADWIRE_SMALL_MESSAGE_BYTES: rd below, ring above
+  size_t max_frame_bytes = 4 << 20;       // GRADWIRE_MAX_FRAME_BYTES: payload bytes per frame
+  double probe_seconds = 1.0;  // GRADWIRE_PROBE_SECONDS: wait for probe replies on timeout
+
+  // Parsed from the environment on first use; invalid values raise InvalidArgument naming
+  // the variable.
+  static const Config& get();
+  static Config from_env();
+};
+
+}  // namespace gw

@@ -1,0 +1,305 @@
+#include "gradwire/engine/communicator.h"
+
+#include <random>
+
+#include "gradwire/collectives/collectives.h"
+#include "gradwire/common/config.h"
+#include "gradwire/common/error.h"
+#include "gradwire/common/logging.h"
+#include "gradwire/transport/tcp/tcp_transport.h"
+
+namespace gw {
+namespace {
+
+std::string random_secret() {
+  std::random_device rd;
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 64; ++i) s.push_back(hex[rd() % 16]);
+  return s;
+}
+
+Clock::time_point deadline_after(double seconds) {
+  return Clock::now() +
+         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+OpFingerprint fingerprint(OpKind kind, DType dtype, size_t count, int root = -1,
+                          ReduceOp op = ReduceOp::kSum) {
+  OpFingerprint fp;
+  fp.kind = kind;
+  fp.dtype = dtype;
+  fp.count = count;
+  fp.root = root;
+  fp.redop = uint8_t(op);
+  return fp;
+}
+
+}  // namespace
+
+uint32_t communicator_id(const std::string& name) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : name) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return h;
+}
+
+Communicator::Communicator(Store& store, int rank, int size, const CommOptions& opts)
+    : rank_(rank),
+      size_(size),
+      opts_(opts),
+      id_(communicator_id(opts.name)),
+      timeout_seconds_(opts.timeout_seconds) {
+  GW_CHECK_ARG(size >= 1, "world size must be >= 1, got ", size);
+  GW_CHECK_ARG(rank >= 0 && rank < size, "rank ", rank, " is out of range for world size ", size);
+  GW_CHECK_ARG(opts.timeout_seconds > 0, "timeout must be positive, got ", opts.timeout_seconds,
+               " s");
+  const Config& cfg = Config::get();
+  tcp::TcpOptions t;
+  t.comm_id = id_;
+  t.max_frame_bytes = cfg.max_frame_bytes;
+  t.probe_seconds = cfg.probe_seconds;
+  t.connect_deadline = deadline_after(opts.timeout_seconds);
+  t.listen_host = opts.listen_host.empty()
+                      ? tcp::choose_listen_address(cfg.socket_ifname, opts.route_hint)
+                      : opts.listen_host;
+  // Without GRADWIRE_AUTH_TOKEN, rank 0 draws a per-job secret and shares it through the store:
+  // this keeps other jobs and stray connections out; a token shared out of band also keeps out
+  // anyone who can read the store.
+  if (!cfg.auth_token.empty()) {
+    t.secret = cfg.auth_token;
+  } else if (size > 1) {
+    if (rank == 0) store.set("gradwire/secret", random_secret());
+    t.secret = store.get("gradwire/secret");
+  }
+  auto tcp = std::make_unique<tcp::TcpTransport>(store, rank, size, t);
+  listen_address_ = tcp->listen_address();
+  transport_ = std::move(tcp);
+  GW_LOG(kInfo, "communicator '", opts.name, "' rank ", rank, "/", size, " up on ",
+         listen_address_);
+  executor_ = std::thread([this] { run(); });
+  executor_id_ = executor_.get_id();
+}
+
+Communicator::~Communicator() {
+  try {
+    shutdown();
+  } catch (const std::exception& e) {
+    GW_LOG(kError, "shutdown of communicator '", opts_.name, "' failed: ", e.what());
+  }
+}
+
+void Communicator::shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ && !executor_.joinable()) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (executor_.joinable()) {
+    if (on_executor_thread()) {
+      executor_.detach();  // the last reference dropped inside a completion callback
+    } else {
+      executor_.join();
+    }
+  }
+}
+
+void Communicator::abort(const std::string& reason) { transport_->request_abort(reason); }
+
+void Communicator::set_timeout(double seconds) {
+  GW_CHECK_ARG(seconds > 0, "timeout must be positive, got ", seconds, " s");
+  timeout_seconds_.store(seconds);
+}
+
+CommStats Communicator::stats() const {
+  CommStats s;
+  s.ops_completed = ops_completed_.load();
+  s.ops_failed = ops_failed_.load();
+  s.bytes_sent = bytes_sent_.load();
+  s.bytes_received = bytes_received_.load();
+  return s;
+}
+
+std::shared_ptr<Work> Communicator::submit(const OpFingerprint& fp, Body body, Work::Callback cb) {
+  auto work = std::make_shared<Work>(
+      str(fp.describe(), " on rank ", rank_, " of group '", opts_.name, "'"), std::move(cb));
+  Op op{fp, std::move(body), work};
+  if (on_executor_thread()) {
+    execute(op);  // issued from a completion callback: runs now (see the header)
+    return work;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    GW_CHECK_ARG(!stopping_, "communicator '", opts_.name, "' on rank ", rank_,
+                 " has been shut down; create a new process group");
+    queue_.push_back(std::move(op));
+  }
+  cv_.notify_one();
+  return work;
+}
+
+void Communicator::run() {
+  while (true) {
+    Op op;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and every queued op has run
+      op = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    execute(op);
+  }
+}
+
+void Communicator::execute(Op& op) {
+  std::exception_ptr err;
+  uint64_t seq = op.fp.kind == OpKind::kSendRecv ? seq_ : ++seq_;
+  try {
+    transport_->begin_op(seq, op.fp, deadline_after(timeout_seconds_.load()));
+    OpContext ctx{transport_.get(), rank_, size_, seq, op.fp, &Config::get()};
+    op.body(ctx);
+    transport_->end_op();
+  } catch (const std::exception& e) {
+    err = std::current_exception();
+    transport_->end_op();
+    // Whatever failed, peers may be waiting on this rank inside the op: tell them.
+    transport_->abort(e.what());
+  }
+  bytes_sent_.store(transport_->bytes_sent());
+  bytes_received_.store(transport_->bytes_received());
+  (err ? ops_failed_ : ops_completed_).fetch_add(1);
+  op.work->finish(err);
+}
+
+void Communicator::check_rank(int r, const char* what) const {
+  GW_CHECK_ARG(r >= 0 && r < size_, what, " ", r, " is out of range for group '", opts_.name,
+               "' of size ", size_, " (on rank ", rank_, ")");
+}
+
+std::shared_ptr<Work> Communicator::allreduce(void* buf, size_t count, DType dtype, ReduceOp op,
+                                              Work::Callback cb) {
+  check_reduce_supported(dtype, op);
+  return submit(
+      fingerprint(OpKind::kAllreduce, dtype, count, -1, op),
+      [=](const OpContext& ctx) { gw::allreduce(ctx, buf, count, dtype, op); }, std::move(cb));
+}
+
+std::shared_ptr<Work> Communicator::broadcast(void* buf, size_t count, DType dtype, int root,
+                                              Work::Callback cb) {
+  check_rank(root, "broadcast root");
+  size_t bytes = count * dtype_size(dtype);
+  return submit(
+      fingerprint(OpKind::kBroadcast, dtype, count, root),
+      [=](const OpContext& ctx) { gw::broadcast(ctx, buf, bytes, root); }, std::move(cb));
+}
+
+std::shared_ptr<Work> Communicator::reduce(void* buf, size_t count, DType dtype, ReduceOp op,
+                                           int root, Work::Callback cb) {
+  check_rank(root, "reduce root");
+  check_reduce_supported(dtype, op);
+  return submit(
+      fingerprint(OpKind::kReduce, dtype, count, root, op),
+      [=](const OpContext& ctx) { gw::reduce(ctx, buf, count, dtype, op, root); }, std::move(cb));
+}
+
+std::shared_ptr<Work> Communicator::allgather(const void* in, void* out, size_t count, DType dtype,
+                                              Work::Callback cb) {
+  return submit(
+      fingerprint(OpKind::kAllgather, dtype, count),
+      [=](const OpContext& ctx) { gw::allgather(ctx, in, out, count, dtype); }, std::move(cb));
+}
+
+std::shared_ptr<Work> Communicator::reduce_scatter(const void* in, void* out, size_t count,
+                                                   DType dtype, ReduceOp op, Work::Callback cb) {
+  check_reduce_supported(dtype, op);
+  return submit(
+      fingerprint(OpKind::kReduceScatter, dtype, count, -1, op),
+      [=](const OpContext& ctx) { gw::reduce_scatter(ctx, in, out, count, dtype, op); },
+      std::move(cb));
+}
+
+std::shared_ptr<Work> Communicator::alltoall(const void* in, void* out,
+                                             std::vector<size_t> send_counts,
+                                             std::vector<size_t> recv_counts, DType dtype,
+                                             Work::Callback cb) {
+  GW_CHECK_ARG(int(send_counts.size()) == size_ && int(recv_counts.size()) == size_,
+               "alltoall on rank ", rank_, ": expected ", size_, " split sizes, got ",
+               send_counts.size(), " send and ", recv_counts.size(), " receive sizes");
+  GW_CHECK_ARG(send_counts[rank_] == recv_counts[rank_], "alltoall on rank ", rank_, ": sends ",
+               send_counts[rank_], " elements to itself but expects ", recv_counts[rank_]);
+  std::vector<size_t> send_displs(size_), recv_displs(size_);
+  for (int i = 1; i < size_; ++i) {
+    send_displs[i] = send_displs[i - 1] + send_counts[i - 1];
+    recv_displs[i] = recv_displs[i - 1] + recv_counts[i - 1];
+  }
+  // Ranks may legitimately send different amounts: the fingerprint carries no count, and the
+  // transport checks each message's size against what its receiver expects.
+  return submit(
+      fingerprint(OpKind::kAlltoall, dtype, 0),
+      [=](const OpContext& ctx) {
+        gw::alltoall(ctx, in, out, send_counts, send_displs, recv_counts, recv_displs, dtype);
+      },
+      std::move(cb));
+}
+
+std::shared_ptr<Work> Communicator::gather(const void* in, void* out, size_t count, DType dtype,
+                                           int root, Work::Callback cb) {
+  check_rank(root, "gather root");
+  return submit(
+      fingerprint(OpKind::kGather, dtype, count, root),
+      [=](const OpContext& ctx) { gw::gather(ctx, in, out, count, dtype, root); }, std::move(cb));
+}
+
+std::shared_ptr<Work> Communicator::scatter(const void* in, void* out, size_t count, DType dtype,
+                                            int root, Work::Callback cb) {
+  check_rank(root, "scatter root");
+  return submit(
+      fingerprint(OpKind::kScatter, dtype, count, root),
+      [=](const OpContext& ctx) { gw::scatter(ctx, in, out, count, dtype, root); }, std::move(cb));
+}
+
+std::shared_ptr<Work> Communicator::barrier(Work::Callback cb) {
+  return submit(
+      fingerprint(OpKind::kBarrier, DType::kUInt8, 0),
+      [](const OpContext& ctx) { gw::barrier(ctx); }, std::move(cb));
+}
+
+// Point-to-point messages are keyed by a per-(peer, tag) counter instead of the collective
+// sequence, so they pair up in issue order without involving the rest of the group.
+std::shared_ptr<Work> Communicator::send(const void* buf, size_t count, DType dtype, int peer,
+                                         uint32_t tag, Work::Callback cb) {
+  check_rank(peer, "send destination");
+  GW_CHECK_ARG(peer != rank_, "rank ", rank_, " cannot send to itself");
+  size_t bytes = count * dtype_size(dtype);
+  return submit(
+      fingerprint(OpKind::kSendRecv, dtype, count, -1),
+      [=](const OpContext& ctx) {
+        uint64_t n = p2p_sent_[{peer, tag}]++;
+        Request req;
+        ctx.transport->isend(peer, MsgKey{kP2PSeqBit | n, tag}, ctx.fp, buf, bytes, &req);
+        ctx.wait(&req);
+      },
+      std::move(cb));
+}
+
+std::shared_ptr<Work> Communicator::recv(void* buf, size_t count, DType dtype, int peer,
+                                         uint32_t tag, Work::Callback cb) {
+  check_rank(peer, "recv source");
+  GW_CHECK_ARG(peer != rank_, "rank ", rank_, " cannot receive from itself");
+  size_t bytes = count * dtype_size(dtype);
+  return submit(
+      fingerprint(OpKind::kSendRecv, dtype, count, -1),
+      [=](const OpContext& ctx) {
+        uint64_t n = p2p_received_[{peer, tag}]++;
+        Request req;
+        ctx.transport->irecv(peer, MsgKey{kP2PSeqBit | n, tag}, ctx.fp, buf, bytes, &req);
+        ctx.wait(&req);
+      },
+      std::move(cb));
+}
+
+}  // namespace gw

@@ -1,0 +1,130 @@
+// A communicator: one group of ranks, its transport, and the thread that executes its ops.
+//
+// Threading and ordering (docs/architecture.md):
+//  * submit() may be called from any thread; ops execute one at a time, in submission order, on
+//    the communicator's executor thread. Collective sequence numbers are assigned at execution.
+//  * A Work completes on the executor thread and its callback runs there before the next op.
+//    An op submitted from the executor thread itself (i.e. from such a callback) executes at once,
+//    inline: so a comm hook that issues a collective when another one completes issues it at the
+//    same point of the op stream on every rank, and a blocking wait inside a callback cannot
+//    deadlock on the queue behind it.
+//  * The transport is touched only by the executing thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gradwire/collectives/context.h"
+#include "gradwire/common/store.h"
+#include "gradwire/engine/work.h"
+#include "gradwire/transport/transport.h"
+
+namespace gw {
+
+struct CommOptions {
+  std::string name = "default";   // group name, used in messages and for the communicator id
+  double timeout_seconds = 1800;  // deadline of every op and of connection set-up
+  std::string route_hint;         // host of the rendezvous master: picks the interface
+  std::string listen_host;        // explicit address to listen on (overrides the choice)
+};
+
+struct CommStats {
+  uint64_t ops_completed = 0;
+  uint64_t ops_failed = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+};
+
+class Communicator {
+ public:
+  using Body = std::function<void(const OpContext&)>;
+
+  Communicator(Store& store, int rank, int size, const CommOptions& opts);
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  const std::string& name() const { return opts_.name; }
+  uint32_t id() const { return id_; }
+  std::string listen_address() const { return listen_address_; }
+
+  std::shared_ptr<Work> allreduce(void* buf, size_t count, DType dtype, ReduceOp op,
+                                  Work::Callback cb);
+  std::shared_ptr<Work> broadcast(void* buf, size_t count, DType dtype, int root,
+                                  Work::Callback cb);
+  std::shared_ptr<Work> reduce(void* buf, size_t count, DType dtype, ReduceOp op, int root,
+                               Work::Callback cb);
+  std::shared_ptr<Work> allgather(const void* in, void* out, size_t count, DType dtype,
+                                  Work::Callback cb);
+  std::shared_ptr<Work> reduce_scatter(const void* in, void* out, size_t count, DType dtype,
+                                       ReduceOp op, Work::Callback cb);
+  std::shared_ptr<Work> alltoall(const void* in, void* out, std::vector<size_t> send_counts,
+                                 std::vector<size_t> recv_counts, DType dtype, Work::Callback cb);
+  std::shared_ptr<Work> gather(const void* in, void* out, size_t count, DType dtype, int root,
+                               Work::Callback cb);
+  std::shared_ptr<Work> scatter(const void* in, void* out, size_t count, DType dtype, int root,
+                                Work::Callback cb);
+  std::shared_ptr<Work> barrier(Work::Callback cb);
+  std::shared_ptr<Work> send(const void* buf, size_t count, DType dtype, int peer, uint32_t tag,
+                             Work::Callback cb);
+  std::shared_ptr<Work> recv(void* buf, size_t count, DType dtype, int peer, uint32_t tag,
+                             Work::Callback cb);
+
+  // Executes queued ops, then stops the executor. Safe to call twice.
+  void shutdown();
+  // Fails the current and every later op; peers are told (thread-safe).
+  void abort(const std::string& reason);
+  void set_timeout(double seconds);
+  double timeout() const { return timeout_seconds_.load(); }
+  bool on_executor_thread() const { return std::this_thread::get_id() == executor_id_; }
+  CommStats stats() const;
+
+ private:
+  struct Op {
+    OpFingerprint fp;
+    Body body;
+    std::shared_ptr<Work> work;
+  };
+
+  std::shared_ptr<Work> submit(const OpFingerprint& fp, Body body, Work::Callback cb);
+  void execute(Op& op);
+  void run();
+  void check_rank(int r, const char* what) const;
+
+  const int rank_;
+  const int size_;
+  const CommOptions opts_;
+  const uint32_t id_;
+  std::unique_ptr<Transport> transport_;
+  std::string listen_address_;
+  std::atomic<double> timeout_seconds_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Op> queue_;
+  bool stopping_ = false;
+  std::thread executor_;
+  std::thread::id executor_id_;
+
+  // Executor-thread state.
+  uint64_t seq_ = 0;
+  std::map<std::pair<int, uint32_t>, uint64_t> p2p_sent_, p2p_received_;
+
+  std::atomic<uint64_t> ops_completed_{0}, ops_failed_{0};
+  std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0};
+};
+
+// FNV-1a of the group name: the communicator id carried in every frame and handshake.
+uint32_t communicator_id(const std::string& name);
+
+}  // namespace gw

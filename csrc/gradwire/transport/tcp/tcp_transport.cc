@@ -1,0 +1,498 @@
+#include "gradwire/transport/tcp/tcp_transport.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+
+#include "gradwire/common/error.h"
+#include "gradwire/common/logging.h"
+#include "gradwire/transport/tcp/handshake.h"
+
+namespace gw {
+namespace tcp {
+namespace {
+
+constexpr size_t kHeaderBytes = sizeof(FrameHeader);
+
+int ms_until(Clock::time_point t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now()).count();
+  return ms < 0 ? 0 : int(std::min<long long>(ms, 1 << 30));
+}
+
+std::string addr_key(int rank) { return str("gradwire/addr/", rank); }
+
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string s = "[";
+  for (size_t i = 0; i < ranks.size(); ++i) s += str(i ? ", " : "", ranks[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+TcpTransport::TcpTransport(Store& store, int rank, int size, const TcpOptions& opts)
+    : rank_(rank),
+      size_(size),
+      comm_id_(opts.comm_id),
+      max_frame_bytes_(opts.max_frame_bytes),
+      probe_seconds_(opts.probe_seconds),
+      peers_(size) {
+  for (int r = 0; r < size; ++r) peers_[r].rank = r;
+  connect_all(store, opts);
+}
+
+TcpTransport::~TcpTransport() = default;
+
+void TcpTransport::connect_all(Store& store, const TcpOptions& opts) {
+  Endpoint bound;
+  Socket listener = listen_on(opts.listen_host, &bound);
+  listen_address_ = bound.to_string();
+  store.set(addr_key(rank_), listen_address_);
+  GW_LOG(kDebug, "rank ", rank_, " listening on ", listen_address_, " (communicator ", comm_id_,
+         ")");
+
+  // Rank r dials every lower rank and accepts every higher one. Lower ranks reach their accept
+  // phase after finishing their own (lower) dials, so the waits form no cycle.
+  for (int j = 0; j < rank_; ++j) {
+    Endpoint ep = Endpoint::parse(store.get(addr_key(j)));
+    try {
+      Socket s = connect_to(ep, opts.connect_deadline);
+      handshake_as_client(s, comm_id_, rank_, j, opts.secret, opts.connect_deadline);
+      peers_[j].sock = std::move(s);
+      peers_[j].open = true;
+    } catch (const Error& e) {
+      GW_THROW(PeerError, "rank ", rank_, " could not connect to rank ", j, " at ", ep.to_string(),
+               ": ", e.what());
+    }
+  }
+  int expected = size_ - 1 - rank_;
+  int accepted = 0;
+  while (accepted < expected) {
+    std::string from;
+    Socket s = accept_until(listener, opts.connect_deadline, &from);
+    if (!s.valid()) {
+      std::vector<int> missing;
+      for (int j = rank_ + 1; j < size_; ++j) {
+        if (!peers_[j].open) missing.push_back(j);
+      }
+      GW_THROW(TimeoutError, "rank ", rank_, ": ranks ", rank_list(missing), " did not connect to ",
+               listen_address_, " before the deadline");
+    }
+    try {
+      int r = handshake_as_server(s, comm_id_, rank_, size_, opts.secret, opts.connect_deadline);
+      if (peers_[r].open) {
+        GW_LOG(kWarn, "rank ", rank_, ": dropped a second connection claiming rank ", r, " from ",
+               from);
+        continue;
+      }
+      peers_[r].sock = std::move(s);
+      peers_[r].open = true;
+      ++accepted;
+    } catch (const Error& e) {
+      GW_LOG(kWarn, "rank ", rank_, " refused a connection from ", from, ": ", e.what());
+    }
+  }
+  for (auto& p : peers_) {
+    if (p.open) p.sock.set_nonblocking(true);
+  }
+}
+
+TcpTransport::Peer& TcpTransport::peer(int r) {
+  GW_ENFORCE(r >= 0 && r < size_ && r != rank_, "bad peer rank ", r);
+  return peers_[r];
+}
+
+void TcpTransport::begin_op(uint64_t seq, const OpFingerprint& fp, Clock::time_point deadline) {
+  throw_if_failed();
+  in_op_ = true;
+  cur_seq_ = seq;
+  cur_fp_ = fp;
+  deadline_ = deadline;
+  op_start_ = Clock::now();
+  // Frames of this op may already wait as unexpected messages: check them now, so a mismatch
+  // is reported even when this rank never receives from that peer.
+  for (auto& p : peers_) {
+    for (auto& u : p.unexpected) {
+      if (!(u.key.seq & kP2PSeqBit) && u.key.seq == seq && u.fp != fp) {
+        check_match(p, u.fp, fp, seq, 0, 0);
+      }
+    }
+  }
+}
+
+void TcpTransport::end_op() { in_op_ = false; }
+
+void TcpTransport::throw_if_failed() {
+  if (error_) std::rethrow_exception(error_);
+  if (abort_requested_.load(std::memory_order_acquire)) {
+    std::string reason;
+    {
+      std::lock_guard<std::mutex> lock(abort_mu_);
+      reason = abort_reason_;
+    }
+    abort(reason);
+    std::rethrow_exception(error_);
+  }
+}
+
+void TcpTransport::request_abort(const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(abort_mu_);
+    abort_reason_ = reason;
+  }
+  abort_requested_.store(true, std::memory_order_release);
+}
+
+std::string TcpTransport::op_description() const {
+  if (!in_op_) return "between ops";
+  if (cur_fp_.kind == OpKind::kSendRecv) return cur_fp_.describe();
+  return str(cur_fp_.describe(), " [op seq ", cur_seq_, "]");
+}
+
+void TcpTransport::enqueue_frame(Peer& p, const FrameHeader& h, const char* data, Request* req) {
+  p.sendq.push_back(SendItem{h, data, 0, req});
+}
+
+void TcpTransport::isend(int dst, const MsgKey& key, const OpFingerprint& fp, const void* data,
+                         size_t bytes, Request* req) {
+  throw_if_failed();
+  Peer& p = peer(dst);
+  req->done = false;
+  const char* base = static_cast<const char*>(data);
+  size_t offset = 0;
+  do {
+    size_t len = std::min(bytes - offset, max_frame_bytes_);
+    bool last = offset + len == bytes;
+    FrameHeader h = make_header(FrameType::kData, comm_id_, rank_, key, fp, offset, len, bytes);
+    enqueue_frame(p, h, base + offset, last ? req : nullptr);
+    offset += len;
+  } while (offset < bytes);
+  drive_writes(p);  // eager: most small messages leave right here
+}
+
+void TcpTransport::irecv(int src, const MsgKey& key, const OpFingerprint& fp, void* data,
+                         size_t bytes, Request* req) {
+  throw_if_failed();
+  Peer& p = peer(src);
+  req->done = false;
+  bool reading_it = false;
+  for (auto u = p.unexpected.begin(); u != p.unexpected.end(); ++u) {
+    if (!(u->key == key)) continue;
+    check_match(p, u->fp, fp, key.seq, u->data.size(), bytes);
+    if (p.rstate == ReadState::kPayload && !p.target_is_posted && p.unexpected_it == u) {
+      reading_it = true;  // a fragment is landing in it now; on_frame_done moves it over
+      break;
+    }
+    memcpy(data, u->data.data(), u->got);
+    if (u->got == bytes) {
+      req->done = true;
+    } else {
+      p.posted.push_back(PostedRecv{key, fp, static_cast<char*>(data), bytes, u->got, req});
+    }
+    p.unexpected.erase(u);
+    return;
+  }
+  (void)reading_it;
+  p.posted.push_back(PostedRecv{key, fp, static_cast<char*>(data), bytes, 0, req});
+}
+
+void TcpTransport::check_match(const Peer& p, const OpFingerprint& theirs,
+                               const OpFingerprint& ours, uint64_t seq, size_t their_bytes,
+                               size_t our_bytes) {
+  if (theirs != ours) {
+    std::string where = (seq & kP2PSeqBit) ? std::string("a send/recv pair") : str("op seq ", seq);
+    fail<MismatchError>(str("collective mismatch at ", where, ": rank ", rank_, " called ",
+                            ours.describe(), " but rank ", p.rank, " called ", theirs.describe()));
+  }
+  if (their_bytes != our_bytes) {
+    fail<MismatchError>(str("size mismatch in ", ours.describe(), ": rank ", p.rank, " sent ",
+                            their_bytes, " bytes but rank ", rank_, " expects ", our_bytes));
+  }
+}
+
+void TcpTransport::wait(Request* req) {
+  while (!req->done) {
+    throw_if_failed();
+    int ms = ms_until(deadline_);
+    if (ms == 0) on_timeout();
+    poll_once(std::min(ms, 100));
+  }
+}
+
+void TcpTransport::poll_once(int timeout_ms) {
+  // pollfds are rebuilt each round: worlds are small here, and it keeps the state in one place.
+  std::vector<pollfd> fds;
+  std::vector<int> ranks;
+  fds.reserve(size_);
+  for (auto& p : peers_) {
+    if (!p.open) continue;
+    short ev = POLLIN;
+    if (!p.sendq.empty()) ev |= POLLOUT;
+    fds.push_back(pollfd{p.sock.fd(), ev, 0});
+    ranks.push_back(p.rank);
+  }
+  if (fds.empty()) return;
+  int n = ::poll(fds.data(), fds.size(), 0);
+  if (n == 0 && timeout_ms > 0) n = ::poll(fds.data(), fds.size(), timeout_ms);
+  if (n < 0) {
+    if (errno == EINTR) return;
+    fail<Error>(str("poll failed: ", strerror(errno)));
+  }
+  for (size_t i = 0; i < fds.size() && n > 0; ++i) {
+    if (fds[i].revents == 0) continue;
+    Peer& p = peers_[ranks[i]];
+    if (fds[i].revents & POLLOUT) drive_writes(p);
+    if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) drive_reads(p);
+  }
+}
+
+bool TcpTransport::drive_writes(Peer& p) {
+  bool progress = false;
+  while (!p.sendq.empty()) {
+    SendItem& item = p.sendq.front();
+    size_t payload = item.hdr.length;
+    iovec iov[2];
+    int iovcnt = 0;
+    if (item.sent < kHeaderBytes) {
+      iov[iovcnt++] = {reinterpret_cast<char*>(&item.hdr) + item.sent, kHeaderBytes - item.sent};
+      if (payload) iov[iovcnt++] = {const_cast<char*>(item.data), payload};
+    } else {
+      size_t done = item.sent - kHeaderBytes;
+      iov[iovcnt++] = {const_cast<char*>(item.data) + done, payload - done};
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = iovcnt;
+    ssize_t w = ::sendmsg(p.sock.fd(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return progress;
+      if (errno == EINTR) continue;
+      peer_lost(p, str("send failed: ", strerror(errno)));
+    }
+    progress = true;
+    bytes_sent_ += size_t(w);
+    item.sent += size_t(w);
+    if (item.sent == kHeaderBytes + payload) {
+      if (item.req) item.req->done = true;
+      p.sendq.pop_front();
+    }
+  }
+  return progress;
+}
+
+bool TcpTransport::drive_reads(Peer& p) {
+  bool progress = false;
+  while (p.open) {
+    char* dst;
+    size_t want;
+    if (p.rstate == ReadState::kHeader) {
+      dst = reinterpret_cast<char*>(&p.hdr) + p.hdr_got;
+      want = kHeaderBytes - p.hdr_got;
+    } else {
+      dst = p.dst;
+      want = p.remaining;
+    }
+    ssize_t r = ::recv(p.sock.fd(), dst, want, MSG_DONTWAIT);
+    if (r == 0) peer_lost(p, "the peer closed the connection (process exited or was killed)");
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return progress;
+      if (errno == EINTR) continue;
+      peer_lost(p, str("receive failed: ", strerror(errno)));
+    }
+    progress = true;
+    bytes_received_ += size_t(r);
+    if (p.rstate == ReadState::kHeader) {
+      p.hdr_got += size_t(r);
+      if (p.hdr_got == kHeaderBytes) on_header(p);
+    } else {
+      p.dst += r;
+      p.remaining -= size_t(r);
+      if (p.remaining == 0) on_frame_done(p);
+    }
+  }
+  return progress;
+}
+
+void TcpTransport::on_header(Peer& p) {
+  const FrameHeader& h = p.hdr;
+  std::string bad = validate_header(h, comm_id_, p.rank);
+  if (!bad.empty())
+    fail<ProtocolError>(str("malformed frame from rank ", p.rank, ": ", bad), p.rank);
+  p.rstate = ReadState::kPayload;
+  p.remaining = h.length;
+  switch (static_cast<FrameType>(h.type)) {
+    case FrameType::kData: {
+      MsgKey key{h.seq, h.tag};
+      OpFingerprint fp = header_fingerprint(h);
+      if (in_op_ && !(key.seq & kP2PSeqBit) && key.seq == cur_seq_ && fp != cur_fp_) {
+        check_match(p, fp, cur_fp_, key.seq, 0, 0);
+      }
+      auto it = std::find_if(p.posted.begin(), p.posted.end(),
+                             [&](const PostedRecv& r) { return r.key == key; });
+      if (it != p.posted.end()) {
+        check_match(p, fp, it->fp, key.seq, h.msg_bytes, it->size);
+        p.target_is_posted = true;
+        p.posted_it = it;
+        p.dst = it->buf + h.offset;
+      } else {
+        auto u = std::find_if(p.unexpected.begin(), p.unexpected.end(),
+                              [&](const Unexpected& x) { return x.key == key; });
+        if (u == p.unexpected.end()) {
+          p.unexpected.push_back(Unexpected{key, fp, std::vector<char>(h.msg_bytes), 0});
+          u = std::prev(p.unexpected.end());
+        }
+        p.target_is_posted = false;
+        p.unexpected_it = u;
+        p.dst = u->data.data() + h.offset;
+      }
+      break;
+    }
+    case FrameType::kAbort:
+      p.control.assign(h.length, '\0');
+      p.dst = &p.control[0];
+      break;
+    case FrameType::kProbe: {
+      FrameHeader reply = make_header(FrameType::kProbeReply, comm_id_, rank_,
+                                      MsgKey{cur_seq_, in_op_ ? 1u : 0u}, cur_fp_, 0, 0, 0);
+      enqueue_frame(p, reply, nullptr, nullptr);
+      break;
+    }
+    case FrameType::kProbeReply:
+      probe_replies_[p.rank] = ProbeReply{true, h.seq, h.tag == 1};
+      break;
+  }
+  if (p.remaining == 0) on_frame_done(p);
+}
+
+void TcpTransport::on_frame_done(Peer& p) {
+  const FrameHeader h = p.hdr;
+  p.rstate = ReadState::kHeader;
+  p.hdr_got = 0;
+  if (h.type == uint8_t(FrameType::kAbort)) {
+    peer_lost(p, str("it aborted the communicator: ", p.control));
+  }
+  if (h.type != uint8_t(FrameType::kData)) return;
+  if (p.target_is_posted) {
+    auto it = p.posted_it;
+    it->got += h.length;
+    if (it->got == it->size) {
+      it->req->done = true;
+      p.posted.erase(it);
+    }
+    return;
+  }
+  auto u = p.unexpected_it;
+  u->got += h.length;
+  auto it = std::find_if(p.posted.begin(), p.posted.end(),
+                         [&](const PostedRecv& r) { return r.key == u->key; });
+  if (it != p.posted.end()) move_to_posted(p, u, it);
+}
+
+void TcpTransport::move_to_posted(Peer& p, std::list<Unexpected>::iterator u,
+                                  std::list<PostedRecv>::iterator r) {
+  memcpy(r->buf, u->data.data(), u->got);
+  r->got = u->got;
+  p.unexpected.erase(u);
+  if (r->got == r->size) {
+    r->req->done = true;
+    p.posted.erase(r);
+  }
+}
+
+void TcpTransport::on_timeout() {
+  // Ask every peer which op it is in. Peers inside an op answer from their own wait loop; a
+  // peer that has not arrived (busy elsewhere, or hung) cannot answer.
+  std::vector<int> waiting_for;
+  for (auto& p : peers_) {
+    if (!p.posted.empty()) waiting_for.push_back(p.rank);
+  }
+  probe_replies_.clear();
+  for (auto& p : peers_) {
+    if (!p.open) continue;
+    FrameHeader h =
+        make_header(FrameType::kProbe, comm_id_, rank_, MsgKey{cur_seq_, 0}, cur_fp_, 0, 0, 0);
+    enqueue_frame(p, h, nullptr, nullptr);
+    drive_writes(p);
+  }
+  auto probe_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(probe_seconds_));
+  while (Clock::now() < probe_deadline && int(probe_replies_.size()) < size_ - 1) {
+    poll_once(std::max(1, std::min(ms_until(probe_deadline), 20)));
+  }
+  std::vector<int> arrived, missing;
+  std::string details;
+  for (auto& p : peers_) {
+    if (p.rank == rank_) continue;
+    auto it = probe_replies_.find(p.rank);
+    bool here = it != probe_replies_.end() && it->second.in_op && it->second.seq >= cur_seq_;
+    (here ? arrived : missing).push_back(p.rank);
+    if (!here) {
+      details += it == probe_replies_.end()
+                     ? str("; rank ", p.rank, " did not answer a probe")
+                     : str("; rank ", p.rank, " is at op seq ", it->second.seq,
+                           it->second.in_op ? "" : " (idle)");
+    }
+  }
+  double waited = std::chrono::duration<double>(Clock::now() - op_start_).count();
+  std::string msg =
+      str("rank ", rank_, " timed out after ", waited, " s in ", op_description(), ": ");
+  if (!missing.empty()) {
+    msg += str("ranks ", rank_list(missing), " have not arrived", details);
+    if (!arrived.empty()) msg += str("; ranks ", rank_list(arrived), " are waiting in this op");
+  } else {
+    msg += str("all ranks reached this op; still waiting for data from ranks ",
+               rank_list(waiting_for));
+  }
+  fail<TimeoutError>(msg);
+}
+
+void TcpTransport::peer_lost(const Peer& p, const std::string& why) {
+  fail<PeerError>(
+      str("rank ", rank_, " lost rank ", p.rank, " during ", op_description(), ": ", why), p.rank);
+}
+
+template <typename E>
+void TcpTransport::fail(const std::string& msg, int skip_peer) {
+  if (error_) std::rethrow_exception(error_);  // the first error wins; later ones follow from it
+  GW_LOG(kWarn, msg);
+  error_ = std::make_exception_ptr(E(msg));
+  shut_down(msg, skip_peer);
+  std::rethrow_exception(error_);
+}
+
+void TcpTransport::shut_down(const std::string& reason, int skip_peer) {
+  // Best effort: tell each peer why, then half-close so it reads the reason before EOF.
+  // Sockets stay open until destruction so no RST discards what was sent.
+  std::string text = reason.substr(0, 65536);
+  for (auto& p : peers_) {
+    if (!p.open) continue;
+    if (p.rank != skip_peer && (p.sendq.empty() || p.sendq.front().sent == 0)) {
+      p.sendq.clear();
+      FrameHeader h = make_header(FrameType::kAbort, comm_id_, rank_, MsgKey{cur_seq_, 0}, cur_fp_,
+                                  0, text.size(), text.size());
+      iovec iov[2] = {{&h, kHeaderBytes}, {const_cast<char*>(text.data()), text.size()}};
+      msghdr m{};
+      m.msg_iov = iov;
+      m.msg_iovlen = 2;
+      (void)::sendmsg(p.sock.fd(), &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    ::shutdown(p.sock.fd(), SHUT_WR);
+    p.open = false;
+    p.sendq.clear();
+    p.posted.clear();
+    p.unexpected.clear();
+  }
+}
+
+void TcpTransport::abort(const std::string& reason) {
+  if (error_) return;
+  std::string msg = str("rank ", rank_, " aborted the communicator: ", reason);
+  error_ = std::make_exception_ptr(PeerError(msg));
+  shut_down(reason, -1);
+}
+
+}  // namespace tcp
+}  // namespace gw

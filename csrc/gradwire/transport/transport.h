@@ -1,0 +1,58 @@
+// The transport seam: everything collectives need to move bytes between ranks. A transport
+// instance belongs to one communicator and is driven by one thread at a time (the thread that
+// executes ops), so it needs no locks. Algorithms post sends/receives, then wait on them; waiting
+// drives all of the transport's IO, so unexpected messages and control frames from any peer are
+// handled while an op waits.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "gradwire/transport/frame.h"
+
+namespace gw {
+
+using Clock = std::chrono::steady_clock;
+
+// Completion flag of one posted send or receive. Owned by the algorithm; must outlive the wait.
+struct Request {
+  bool done = false;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // Marks the op every later frame belongs to until end_op(); the deadline bounds every wait.
+  virtual void begin_op(uint64_t seq, const OpFingerprint& fp, Clock::time_point deadline) = 0;
+  virtual void end_op() = 0;
+
+  // Post a message; the buffer must stay valid and unmodified until the request is done.
+  virtual void isend(int peer, const MsgKey& key, const OpFingerprint& fp, const void* data,
+                     size_t bytes, Request* req) = 0;
+  // Post a receive for exactly `bytes` bytes of the message `key` from `peer`.
+  virtual void irecv(int peer, const MsgKey& key, const OpFingerprint& fp, void* data, size_t bytes,
+                     Request* req) = 0;
+
+  // Drives IO until req is done. Throws TimeoutError past the op deadline, PeerError when a peer
+  // fails, MismatchError when a peer runs a different op. After any throw the transport is
+  // aborted: every later call throws the same error.
+  virtual void wait(Request* req) = 0;
+
+  // Fails the transport: peers are told why (best effort) and all connections close.
+  // Executing thread only.
+  virtual void abort(const std::string& reason) = 0;
+  // Thread-safe: the executing thread aborts with this reason at its next wait or op.
+  virtual void request_abort(const std::string& reason) = 0;
+
+  // Bytes moved so far, for stats.
+  virtual uint64_t bytes_sent() const = 0;
+  virtual uint64_t bytes_received() const = 0;
+};
+
+}  // namespace gw

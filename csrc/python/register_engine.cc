@@ -1,0 +1,162 @@
+// Binds Communicator and Work. Buffers arrive as raw addresses (the Python layer keeps their
+// owners alive until the Work completes); every call that may block releases the GIL.
+#include <pybind11/stl.h>
+
+#include "gradwire/common/dtype.h"
+#include "gradwire/common/logging.h"
+#include "gradwire/engine/communicator.h"
+#include "py_common.h"
+
+namespace gw {
+
+std::unique_ptr<Store> make_py_store(py::object store);
+
+namespace {
+
+void* ptr(uintptr_t p) { return reinterpret_cast<void*>(p); }
+
+// Runs `fn(exception_or_None)` with the GIL on the thread that completes the op. The Python
+// function object is released under the GIL too, unless the interpreter is already going away.
+Work::Callback wrap_callback(py::object fn) {
+  if (fn.is_none()) return nullptr;
+  std::shared_ptr<py::object> holder(new py::object(std::move(fn)), [](py::object* o) {
+    if (!Py_IsInitialized() || _Py_IsFinalizing()) return;  // leak rather than crash at exit
+    py::gil_scoped_acquire gil;
+    delete o;
+  });
+  return [holder](Work& w) {
+    if (!Py_IsInitialized() || _Py_IsFinalizing()) return;
+    py::gil_scoped_acquire gil;
+    try {
+      std::exception_ptr err = w.error();
+      (*holder)(err ? to_py_exception(err) : py::object(py::none()));
+    } catch (py::error_already_set& e) {
+      GW_LOG(kError, "completion callback of ", w.description(), " raised: ", e.what());
+    }
+  };
+}
+
+template <typename F>
+std::shared_ptr<Work> submit(py::object cb, F&& f) {
+  Work::Callback c = wrap_callback(std::move(cb));
+  py::gil_scoped_release nogil;
+  return f(std::move(c));
+}
+
+}  // namespace
+
+void register_engine(py::module_& m) {
+  py::class_<Work, std::shared_ptr<Work>>(m, "Work")
+      .def("is_completed", &Work::is_completed)
+      .def("wait", &Work::wait, py::call_guard<py::gil_scoped_release>(),
+           "Block until the op completed; raise its error if it failed.")
+      .def("exception",
+           [](const Work& w) -> py::object {
+             auto e = w.error();
+             return e ? to_py_exception(e) : py::none();
+           })
+      .def_property_readonly("description", &Work::description);
+
+  using C = Communicator;
+  py::class_<C, std::shared_ptr<C>>(m, "Communicator")
+      .def(
+          py::init([](py::object store, int rank, int size, const std::string& name, double timeout,
+                      const std::string& route_hint, const std::string& listen_host) {
+            auto s = make_py_store(std::move(store));
+            CommOptions opts;
+            opts.name = name;
+            opts.timeout_seconds = timeout;
+            opts.route_hint = route_hint;
+            opts.listen_host = listen_host;
+            py::gil_scoped_release nogil;
+            return std::make_shared<C>(*s, rank, size, opts);
+          }),
+          py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("name") = "default",
+          py::arg("timeout") = 1800.0, py::arg("route_hint") = "", py::arg("listen_host") = "")
+      .def_property_readonly("rank", &C::rank)
+      .def_property_readonly("size", &C::size)
+      .def_property_readonly("name", &C::name)
+      .def_property_readonly("id", &C::id)
+      .def_property_readonly("listen_address", &C::listen_address)
+      .def_property("timeout", &C::timeout, &C::set_timeout)
+      .def("on_executor_thread", &C::on_executor_thread)
+      .def("allreduce",
+           [](C& c, uintptr_t buf, size_t n, int dt, int op, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.allreduce(ptr(buf), n, dtype_from_int(dt), reduce_op_from_int(op), k);
+             });
+           })
+      .def("broadcast",
+           [](C& c, uintptr_t buf, size_t n, int dt, int root, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.broadcast(ptr(buf), n, dtype_from_int(dt), root, k);
+             });
+           })
+      .def("reduce",
+           [](C& c, uintptr_t buf, size_t n, int dt, int op, int root, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.reduce(ptr(buf), n, dtype_from_int(dt), reduce_op_from_int(op), root, k);
+             });
+           })
+      .def("allgather",
+           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.allgather(ptr(in), ptr(out), n, dtype_from_int(dt), k);
+             });
+           })
+      .def("reduce_scatter",
+           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int op, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.reduce_scatter(ptr(in), ptr(out), n, dtype_from_int(dt),
+                                       reduce_op_from_int(op), k);
+             });
+           })
+      .def("alltoall",
+           [](C& c, uintptr_t in, uintptr_t out, std::vector<size_t> sc, std::vector<size_t> rc,
+              int dt, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.alltoall(ptr(in), ptr(out), sc, rc, dtype_from_int(dt), k);
+             });
+           })
+      .def("gather",
+           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int root, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.gather(ptr(in), ptr(out), n, dtype_from_int(dt), root, k);
+             });
+           })
+      .def("scatter",
+           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int root, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.scatter(ptr(in), ptr(out), n, dtype_from_int(dt), root, k);
+             });
+           })
+      .def("barrier",
+           [](C& c, py::object cb) {
+             return submit(cb, [&](Work::Callback k) { return c.barrier(k); });
+           })
+      .def("send",
+           [](C& c, uintptr_t buf, size_t n, int dt, int peer, uint32_t tag, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.send(ptr(buf), n, dtype_from_int(dt), peer, tag, k);
+             });
+           })
+      .def("recv",
+           [](C& c, uintptr_t buf, size_t n, int dt, int peer, uint32_t tag, py::object cb) {
+             return submit(cb, [&](Work::Callback k) {
+               return c.recv(ptr(buf), n, dtype_from_int(dt), peer, tag, k);
+             });
+           })
+      .def("shutdown", &C::shutdown, py::call_guard<py::gil_scoped_release>())
+      .def("abort", &C::abort, py::call_guard<py::gil_scoped_release>())
+      .def("stats", [](const C& c) {
+        CommStats s = c.stats();
+        py::dict d;
+        d["ops_completed"] = s.ops_completed;
+        d["ops_failed"] = s.ops_failed;
+        d["bytes_sent"] = s.bytes_sent;
+        d["bytes_received"] = s.bytes_received;
+        return d;
+      });
+}
+
+}  // namespace gw
