@@ -97,6 +97,20 @@ class ProcessGroupGradwire(dist.ProcessGroup):
     def getBackendName(self) -> str:  # noqa: N802 - torch's name
         return BACKEND_NAME
 
+    # torch asks a Python process group for its name and description through these overrides
+    # (the C++ defaults look for a C++ backend that a Python group does not have).
+    def setGroupName(self, name: str) -> None:  # noqa: N802
+        self._torch_group_name = name
+
+    def getGroupName(self) -> str:  # noqa: N802
+        return getattr(self, "_torch_group_name", self._group_label)
+
+    def setGroupDesc(self, desc: str) -> None:  # noqa: N802
+        self._torch_group_desc = desc
+
+    def getGroupDesc(self) -> str:  # noqa: N802
+        return getattr(self, "_torch_group_desc", "")
+
     @property
     def communicator(self):
         """The native communicator (stats, listen address)."""
