@@ -16,12 +16,12 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
-from torch._C._distributed_c10d import _create_work_from_future
 
 from gradwire import _C
 from gradwire import _futures as futures
 from gradwire._tensors import check_same, dtype_code, reduce_code, stage
 from gradwire.errors import InvalidArgumentError
+from gradwire.work import GradwireWork
 
 BACKEND_NAME = "gradwire"
 
@@ -138,7 +138,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         launch: Callable[[Callable], object],
         result: List[torch.Tensor],
         finish: Sequence[Callable[[], None]] = (),
-    ) -> dist.Work:
+    ) -> GradwireWork:
         """Run `launch(done)`; `done` copies results into place and completes the future.
 
         `done` holds `launch`, and with it every buffer the launch captured, until the engine has
@@ -158,8 +158,8 @@ class ProcessGroupGradwire(dist.ProcessGroup):
                 return
             futures.complete(fut, result)
 
-        launch(done)
-        work = _create_work_from_future(fut)
+        native = launch(done)
+        work = GradwireWork(fut, native.description if native is not None else "op")
         if self._coalesced_works is not None:
             self._coalesced_works.append(work)
         return work
@@ -498,10 +498,10 @@ class ProcessGroupGradwire(dist.ProcessGroup):
 
     def _end_coalescing(self, device):
         works, self._coalesced_works = self._coalesced_works or [], None
-        fut = torch.futures.collect_all([w.get_future() for w in works])
-        return _create_work_from_future(
-            fut.then(lambda f: [t for x in f.value() for t in (x.value() or [])])
-        )
+        all_done = torch.futures.collect_all([w.get_future() for w in works])
+        # The combined future raises the first member's error on wait().
+        combined = all_done.then(lambda f: [t for x in f.value() for t in x.wait()])
+        return GradwireWork(combined, f"{len(works)} coalesced ops")
 
 
 def _create_backend(dist_opts, pg_opts=None):

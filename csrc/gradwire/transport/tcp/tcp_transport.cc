@@ -123,7 +123,22 @@ void TcpTransport::begin_op(uint64_t seq, const OpFingerprint& fp, Clock::time_p
   }
 }
 
-void TcpTransport::end_op() { in_op_ = false; }
+void TcpTransport::end_op() {
+  in_op_ = false;
+  if (error_) return;
+  recent_ops_[cur_seq_] = cur_fp_;
+  if (recent_ops_.size() > 64) recent_ops_.erase(recent_ops_.begin());
+  // Every message of a collective is received within it. One still unclaimed here was sent by a
+  // peer that ran a different op (e.g. both ranks thought they were the broadcast root).
+  if (cur_fp_.kind == OpKind::kSendRecv) return;
+  for (auto& p : peers_) {
+    for (auto& u : p.unexpected) {
+      if (!(u.key.seq & kP2PSeqBit) && u.key.seq == cur_seq_) {
+        unclaimed(p, u.fp, cur_fp_, u.key);
+      }
+    }
+  }
+}
 
 void TcpTransport::throw_if_failed() {
   if (error_) std::rethrow_exception(error_);
@@ -211,6 +226,15 @@ void TcpTransport::check_match(const Peer& p, const OpFingerprint& theirs,
     fail<MismatchError>(str("size mismatch in ", ours.describe(), ": rank ", p.rank, " sent ",
                             their_bytes, " bytes but rank ", rank_, " expects ", our_bytes));
   }
+}
+
+void TcpTransport::unclaimed(const Peer& p, const OpFingerprint& theirs, const OpFingerprint& ours,
+                             const MsgKey& key) {
+  check_match(p, theirs, ours, key.seq, 0, 0);  // different ops: names both calls
+  fail<MismatchError>(str("collective mismatch at op seq ", key.seq, ": rank ", p.rank,
+                          " sent rank ", rank_, " a message (tag ", key.tag, ") of ",
+                          theirs.describe(), " that rank ", rank_, "'s ", ours.describe(),
+                          " does not expect"));
 }
 
 void TcpTransport::wait(Request* req) {
@@ -327,8 +351,13 @@ void TcpTransport::on_header(Peer& p) {
     case FrameType::kData: {
       MsgKey key{h.seq, h.tag};
       OpFingerprint fp = header_fingerprint(h);
-      if (in_op_ && !(key.seq & kP2PSeqBit) && key.seq == cur_seq_ && fp != cur_fp_) {
-        check_match(p, fp, cur_fp_, key.seq, 0, 0);
+      if (!(key.seq & kP2PSeqBit)) {
+        if (in_op_ && key.seq == cur_seq_ && fp != cur_fp_) check_match(p, fp, cur_fp_, key.seq, 0, 0);
+        // A frame for an op this rank has already finished: the peer ran a different op there.
+        auto done = recent_ops_.find(key.seq);
+        if (done != recent_ops_.end() && (key.seq != cur_seq_ || !in_op_)) {
+          unclaimed(p, fp, done->second, key);
+        }
       }
       auto it = std::find_if(p.posted.begin(), p.posted.end(),
                              [&](const PostedRecv& r) { return r.key == key; });

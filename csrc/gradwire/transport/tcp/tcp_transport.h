@@ -106,6 +106,9 @@ class TcpTransport : public Transport {
                       std::list<PostedRecv>::iterator r);
   void check_match(const Peer& p, const OpFingerprint& theirs, const OpFingerprint& ours,
                    uint64_t seq, size_t their_bytes, size_t our_bytes);
+  // A message no receive of its op claims: the sender ran a different op.
+  [[noreturn]] void unclaimed(const Peer& p, const OpFingerprint& theirs, const OpFingerprint& ours,
+                              const MsgKey& key);
   [[noreturn]] void on_timeout();
   [[noreturn]] void peer_lost(const Peer& p, const std::string& why);
   template <typename E>
@@ -130,6 +133,7 @@ class TcpTransport : public Transport {
   Clock::time_point op_start_;
 
   std::map<int, ProbeReply> probe_replies_;
+  std::map<uint64_t, OpFingerprint> recent_ops_;  // last completed ops, to diagnose late frames
   std::atomic<bool> abort_requested_{false};
   std::mutex abort_mu_;
   std::string abort_reason_;
