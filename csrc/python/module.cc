@@ -8,4 +8,5 @@ PYBIND11_MODULE(_C, m) {
   gw::register_store(m);
   gw::register_engine(m);
   gw::register_kernels(m);
+  gw::register_protocol(m);
 }

@@ -175,6 +175,14 @@ void Communicator::execute(Op& op) {
   op.work->finish(err);
 }
 
+void Communicator::check_reduce(DType dtype, ReduceOp op) const {
+  try {
+    check_reduce_supported(dtype, op);
+  } catch (const InvalidArgument& e) {
+    GW_THROW(InvalidArgument, "rank ", rank_, " of group '", opts_.name, "': ", e.what());
+  }
+}
+
 void Communicator::check_rank(int r, const char* what) const {
   GW_CHECK_ARG(r >= 0 && r < size_, what, " ", r, " is out of range for group '", opts_.name,
                "' of size ", size_, " (on rank ", rank_, ")");
@@ -182,7 +190,7 @@ void Communicator::check_rank(int r, const char* what) const {
 
 std::shared_ptr<Work> Communicator::allreduce(void* buf, size_t count, DType dtype, ReduceOp op,
                                               Work::Callback cb) {
-  check_reduce_supported(dtype, op);
+  check_reduce(dtype, op);
   return submit(
       fingerprint(OpKind::kAllreduce, dtype, count, -1, op),
       [=](const OpContext& ctx) { gw::allreduce(ctx, buf, count, dtype, op); }, std::move(cb));
@@ -200,7 +208,7 @@ std::shared_ptr<Work> Communicator::broadcast(void* buf, size_t count, DType dty
 std::shared_ptr<Work> Communicator::reduce(void* buf, size_t count, DType dtype, ReduceOp op,
                                            int root, Work::Callback cb) {
   check_rank(root, "reduce root");
-  check_reduce_supported(dtype, op);
+  check_reduce(dtype, op);
   return submit(
       fingerprint(OpKind::kReduce, dtype, count, root, op),
       [=](const OpContext& ctx) { gw::reduce(ctx, buf, count, dtype, op, root); }, std::move(cb));
@@ -215,7 +223,7 @@ std::shared_ptr<Work> Communicator::allgather(const void* in, void* out, size_t 
 
 std::shared_ptr<Work> Communicator::reduce_scatter(const void* in, void* out, size_t count,
                                                    DType dtype, ReduceOp op, Work::Callback cb) {
-  check_reduce_supported(dtype, op);
+  check_reduce(dtype, op);
   return submit(
       fingerprint(OpKind::kReduceScatter, dtype, count, -1, op),
       [=](const OpContext& ctx) { gw::reduce_scatter(ctx, in, out, count, dtype, op); },

@@ -100,6 +100,7 @@ class Communicator {
   void execute(Op& op);
   void run();
   void check_rank(int r, const char* what) const;
+  void check_reduce(DType dtype, ReduceOp op) const;
 
   const int rank_;
   const int size_;
