@@ -78,6 +78,7 @@ void register_engine(py::module_& m) {
       .def_property_readonly("name", &C::name)
       .def_property_readonly("id", &C::id)
       .def_property_readonly("listen_address", &C::listen_address)
+      .def_property_readonly("channel_kinds", &C::channel_kinds)
       .def_property("timeout", &C::timeout, &C::set_timeout)
       .def("on_executor_thread", &C::on_executor_thread)
       .def("allreduce",

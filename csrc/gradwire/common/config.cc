@@ -66,6 +66,13 @@ Config Config::from_env() {
   c.small_message_bytes = env_bytes("GRADWIRE_SMALL_MESSAGE_BYTES", c.small_message_bytes);
   c.max_frame_bytes = env_bytes("GRADWIRE_MAX_FRAME_BYTES", c.max_frame_bytes);
   c.probe_seconds = env_seconds("GRADWIRE_PROBE_SECONDS", c.probe_seconds);
+  if (const char* v = env("GRADWIRE_TRANSPORT")) {
+    c.transport = v;
+    GW_CHECK_ARG(c.transport == "auto" || c.transport == "tcp" || c.transport == "shm",
+                 "GRADWIRE_TRANSPORT='", v, "' must be one of auto, tcp, shm");
+  }
+  c.shm_ring_bytes = env_bytes("GRADWIRE_SHM_RING_BYTES", c.shm_ring_bytes);
+  c.spin_microseconds = env_seconds("GRADWIRE_SPIN_US", c.spin_microseconds);
   return c;
 }
 

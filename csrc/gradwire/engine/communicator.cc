@@ -6,7 +6,8 @@
 #include "gradwire/common/config.h"
 #include "gradwire/common/error.h"
 #include "gradwire/common/logging.h"
-#include "gradwire/transport/tcp/tcp_transport.h"
+#include "gradwire/transport/mesh.h"
+#include "gradwire/transport/tcp/socket.h"
 
 namespace gw {
 namespace {
@@ -57,26 +58,29 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
   GW_CHECK_ARG(opts.timeout_seconds > 0, "timeout must be positive, got ", opts.timeout_seconds,
                " s");
   const Config& cfg = Config::get();
-  tcp::TcpOptions t;
-  t.comm_id = id_;
-  t.max_frame_bytes = cfg.max_frame_bytes;
-  t.probe_seconds = cfg.probe_seconds;
-  t.connect_deadline = deadline_after(opts.timeout_seconds);
-  t.listen_host = opts.listen_host.empty()
+  MeshOptions m;
+  m.comm_id = id_;
+  m.deadline = deadline_after(opts.timeout_seconds);
+  m.transport = cfg.transport;
+  m.shm_ring_bytes = cfg.shm_ring_bytes;
+  m.stream.max_frame_bytes = cfg.max_frame_bytes;
+  m.stream.probe_seconds = cfg.probe_seconds;
+  m.stream.spin_seconds = cfg.spin_microseconds * 1e-6;
+  m.listen_host = opts.listen_host.empty()
                       ? tcp::choose_listen_address(cfg.socket_ifname, opts.route_hint)
                       : opts.listen_host;
   // Without GRADWIRE_AUTH_TOKEN, rank 0 draws a per-job secret and shares it through the store:
   // this keeps other jobs and stray connections out; a token shared out of band also keeps out
   // anyone who can read the store.
   if (!cfg.auth_token.empty()) {
-    t.secret = cfg.auth_token;
+    m.secret = cfg.auth_token;
   } else if (size > 1) {
     if (rank == 0) store.set("gradwire/secret", random_secret());
-    t.secret = store.get("gradwire/secret");
+    m.secret = store.get("gradwire/secret");
   }
-  auto tcp = std::make_unique<tcp::TcpTransport>(store, rank, size, t);
-  listen_address_ = tcp->listen_address();
-  transport_ = std::move(tcp);
+  auto mesh = build_mesh(store, rank, size, m, &listen_address_);
+  for (const auto& k : mesh->channel_kinds()) channel_kinds_.push_back(k);
+  transport_ = std::move(mesh);
   GW_LOG(kInfo, "communicator '", opts.name, "' rank ", rank, "/", size, " up on ",
          listen_address_);
   executor_ = std::thread([this] { run(); });

@@ -57,6 +57,8 @@ class Communicator {
   const std::string& name() const { return opts_.name; }
   uint32_t id() const { return id_; }
   std::string listen_address() const { return listen_address_; }
+  // How each peer is reached: "tcp", "shm" (and "self").
+  const std::vector<std::string>& channel_kinds() const { return channel_kinds_; }
 
   std::shared_ptr<Work> allreduce(void* buf, size_t count, DType dtype, ReduceOp op,
                                   Work::Callback cb);
@@ -108,6 +110,7 @@ class Communicator {
   const uint32_t id_;
   std::unique_ptr<Transport> transport_;
   std::string listen_address_;
+  std::vector<std::string> channel_kinds_;
   std::atomic<double> timeout_seconds_;
 
   std::mutex mu_;

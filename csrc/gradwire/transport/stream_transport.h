@@ -1,6 +1,8 @@
-// TCP transport: one full-duplex connection per peer pair, established through the Store and
-// authenticated (handshake.h); afterwards non-blocking sockets driven by poll() from the thread
-// that executes ops. Frames follow frame.h; fragments of one message are sent in order.
+// The transport proper: frames (frame.h) over one Channel per peer, matched to posted receives,
+// with fingerprint checks, timeout probes and abort propagation. Channels are TCP sockets or,
+// for peers on the same host, shared-memory rings (mesh.h builds them). All of it is driven by
+// the thread executing an op: waiting spins briefly over the shared-memory rings and sockets,
+// then blocks (futex on our doorbell when every peer is local, poll() otherwise).
 #pragma once
 
 #include <atomic>
@@ -11,26 +13,26 @@
 #include <string>
 #include <vector>
 
-#include "gradwire/common/store.h"
-#include "gradwire/transport/tcp/socket.h"
+#include "gradwire/transport/channel.h"
+#include "gradwire/transport/shm/segment.h"
 #include "gradwire/transport/transport.h"
 
 namespace gw {
-namespace tcp {
 
-struct TcpOptions {
+struct StreamOptions {
   uint32_t comm_id = 0;
-  std::string secret;       // job secret for the handshake
-  std::string listen_host;  // numeric address to bind and advertise
-  Clock::time_point connect_deadline;
   size_t max_frame_bytes = 4 << 20;
   double probe_seconds = 1.0;
+  double spin_seconds = 50e-6;
 };
 
-class TcpTransport : public Transport {
+class StreamTransport : public Transport {
  public:
-  TcpTransport(Store& store, int rank, int size, const TcpOptions& opts);
-  ~TcpTransport() override;
+  // channels[r] connects to rank r (null for this rank). `own_segment` is the shared-memory
+  // segment same-host peers write into (null without shared-memory peers).
+  StreamTransport(int rank, int size, std::vector<std::unique_ptr<Channel>> channels,
+                  std::shared_ptr<shm::Segment> own_segment, const StreamOptions& opts);
+  ~StreamTransport() override;
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -45,8 +47,8 @@ class TcpTransport : public Transport {
   void request_abort(const std::string& reason) override;
   uint64_t bytes_sent() const override { return bytes_sent_; }
   uint64_t bytes_received() const override { return bytes_received_; }
-
-  const std::string& listen_address() const { return listen_address_; }
+  // "shm" / "tcp" per peer ("self" for this rank), for diagnostics.
+  std::vector<std::string> channel_kinds() const;
 
  private:
   struct SendItem {
@@ -72,7 +74,7 @@ class TcpTransport : public Transport {
   enum class ReadState { kHeader, kPayload };
   struct Peer {
     int rank = -1;
-    Socket sock;
+    std::unique_ptr<Channel> ch;
     bool open = false;
     std::list<SendItem> sendq;
     std::list<PostedRecv> posted;
@@ -86,7 +88,8 @@ class TcpTransport : public Transport {
     bool target_is_posted = false;
     std::list<PostedRecv>::iterator posted_it;
     std::list<Unexpected>::iterator unexpected_it;
-    std::string control;  // payload of an ABORT frame
+    std::string control;        // payload of an ABORT frame
+    std::string closed_reason;  // set when the peer's stream ended
   };
   struct ProbeReply {
     bool replied = false;
@@ -94,10 +97,13 @@ class TcpTransport : public Transport {
     bool in_op = false;
   };
 
-  void connect_all(Store& store, const TcpOptions& opts);
   Peer& peer(int r);
   void enqueue_frame(Peer& p, const FrameHeader& h, const char* data, Request* req);
-  void poll_once(int timeout_ms);
+  // One non-blocking pass over every channel; true when anything moved.
+  bool progress();
+  // Sleep until something may have arrived (or timeout_ms passes).
+  void block(uint32_t bell_seen, int timeout_ms);
+  bool poll_sockets(int timeout_ms);
   bool drive_writes(Peer& p);
   bool drive_reads(Peer& p);
   void on_header(Peer& p);
@@ -111,6 +117,9 @@ class TcpTransport : public Transport {
                               const MsgKey& key);
   [[noreturn]] void on_timeout();
   [[noreturn]] void peer_lost(const Peer& p, const std::string& why);
+  // End of a peer's stream: fails now if anything pending involves the peer, else later.
+  void peer_closed(Peer& p, const std::string& why);
+  void check_open(const Peer& p);
   template <typename E>
   [[noreturn]] void fail(const std::string& msg, int skip_peer = -1);
   void shut_down(const std::string& reason, int skip_peer);
@@ -122,8 +131,13 @@ class TcpTransport : public Transport {
   const uint32_t comm_id_;
   const size_t max_frame_bytes_;
   const double probe_seconds_;
-  std::string listen_address_;
+  const Clock::duration spin_;
   std::vector<Peer> peers_;
+  std::shared_ptr<shm::Segment> own_segment_;
+  shm::Doorbell* bell_ = nullptr;
+  int tcp_peers_ = 0;
+  int shm_peers_ = 0;
+  uint32_t rounds_ = 0;
 
   // The op being executed (for fingerprint checks, probes and error messages).
   bool in_op_ = false;
@@ -142,5 +156,4 @@ class TcpTransport : public Transport {
   uint64_t bytes_received_ = 0;
 };
 
-}  // namespace tcp
 }  // namespace gw

@@ -1,4 +1,4 @@
-#include "gradwire/transport/tcp/tcp_transport.h"
+#include "gradwire/transport/stream_transport.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -10,10 +10,8 @@
 
 #include "gradwire/common/error.h"
 #include "gradwire/common/logging.h"
-#include "gradwire/transport/tcp/handshake.h"
 
 namespace gw {
-namespace tcp {
 namespace {
 
 constexpr size_t kHeaderBytes = sizeof(FrameHeader);
@@ -23,8 +21,6 @@ int ms_until(Clock::time_point t) {
   return ms < 0 ? 0 : int(std::min<long long>(ms, 1 << 30));
 }
 
-std::string addr_key(int rank) { return str("gradwire/addr/", rank); }
-
 std::string rank_list(const std::vector<int>& ranks) {
   std::string s = "[";
   for (size_t i = 0; i < ranks.size(); ++i) s += str(i ? ", " : "", ranks[i]);
@@ -33,79 +29,44 @@ std::string rank_list(const std::vector<int>& ranks) {
 
 }  // namespace
 
-TcpTransport::TcpTransport(Store& store, int rank, int size, const TcpOptions& opts)
+StreamTransport::StreamTransport(int rank, int size, std::vector<std::unique_ptr<Channel>> channels,
+                                 std::shared_ptr<shm::Segment> own_segment,
+                                 const StreamOptions& opts)
     : rank_(rank),
       size_(size),
       comm_id_(opts.comm_id),
       max_frame_bytes_(opts.max_frame_bytes),
       probe_seconds_(opts.probe_seconds),
-      peers_(size) {
-  for (int r = 0; r < size; ++r) peers_[r].rank = r;
-  connect_all(store, opts);
-}
-
-TcpTransport::~TcpTransport() = default;
-
-void TcpTransport::connect_all(Store& store, const TcpOptions& opts) {
-  Endpoint bound;
-  Socket listener = listen_on(opts.listen_host, &bound);
-  listen_address_ = bound.to_string();
-  store.set(addr_key(rank_), listen_address_);
-  GW_LOG(kDebug, "rank ", rank_, " listening on ", listen_address_, " (communicator ", comm_id_,
-         ")");
-
-  // Rank r dials every lower rank and accepts every higher one. Lower ranks reach their accept
-  // phase after finishing their own (lower) dials, so the waits form no cycle.
-  for (int j = 0; j < rank_; ++j) {
-    Endpoint ep = Endpoint::parse(store.get(addr_key(j)));
-    try {
-      Socket s = connect_to(ep, opts.connect_deadline);
-      handshake_as_client(s, comm_id_, rank_, j, opts.secret, opts.connect_deadline);
-      peers_[j].sock = std::move(s);
-      peers_[j].open = true;
-    } catch (const Error& e) {
-      GW_THROW(PeerError, "rank ", rank_, " could not connect to rank ", j, " at ", ep.to_string(),
-               ": ", e.what());
-    }
-  }
-  int expected = size_ - 1 - rank_;
-  int accepted = 0;
-  while (accepted < expected) {
-    std::string from;
-    Socket s = accept_until(listener, opts.connect_deadline, &from);
-    if (!s.valid()) {
-      std::vector<int> missing;
-      for (int j = rank_ + 1; j < size_; ++j) {
-        if (!peers_[j].open) missing.push_back(j);
-      }
-      GW_THROW(TimeoutError, "rank ", rank_, ": ranks ", rank_list(missing), " did not connect to ",
-               listen_address_, " before the deadline");
-    }
-    try {
-      int r = handshake_as_server(s, comm_id_, rank_, size_, opts.secret, opts.connect_deadline);
-      if (peers_[r].open) {
-        GW_LOG(kWarn, "rank ", rank_, ": dropped a second connection claiming rank ", r, " from ",
-               from);
-        continue;
-      }
-      peers_[r].sock = std::move(s);
-      peers_[r].open = true;
-      ++accepted;
-    } catch (const Error& e) {
-      GW_LOG(kWarn, "rank ", rank_, " refused a connection from ", from, ": ", e.what());
-    }
-  }
-  for (auto& p : peers_) {
-    if (p.open) p.sock.set_nonblocking(true);
+      spin_(std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double>(opts.spin_seconds))),
+      peers_(size),
+      own_segment_(std::move(own_segment)) {
+  GW_ENFORCE(int(channels.size()) == size, "need one channel slot per rank");
+  if (own_segment_) bell_ = own_segment_->bell();
+  for (int r = 0; r < size; ++r) {
+    peers_[r].rank = r;
+    if (r == rank) continue;
+    GW_ENFORCE(channels[r] != nullptr, "no channel to rank ", r);
+    peers_[r].ch = std::move(channels[r]);
+    peers_[r].open = true;
+    (peers_[r].ch->shared_memory() ? shm_peers_ : tcp_peers_)++;
   }
 }
 
-TcpTransport::Peer& TcpTransport::peer(int r) {
+StreamTransport::~StreamTransport() = default;
+
+std::vector<std::string> StreamTransport::channel_kinds() const {
+  std::vector<std::string> kinds;
+  for (auto& p : peers_) kinds.push_back(p.rank == rank_ ? "self" : p.ch->kind());
+  return kinds;
+}
+
+StreamTransport::Peer& StreamTransport::peer(int r) {
   GW_ENFORCE(r >= 0 && r < size_ && r != rank_, "bad peer rank ", r);
   return peers_[r];
 }
 
-void TcpTransport::begin_op(uint64_t seq, const OpFingerprint& fp, Clock::time_point deadline) {
+void StreamTransport::begin_op(uint64_t seq, const OpFingerprint& fp, Clock::time_point deadline) {
   throw_if_failed();
   in_op_ = true;
   cur_seq_ = seq;
@@ -123,7 +84,7 @@ void TcpTransport::begin_op(uint64_t seq, const OpFingerprint& fp, Clock::time_p
   }
 }
 
-void TcpTransport::end_op() {
+void StreamTransport::end_op() {
   in_op_ = false;
   if (error_) return;
   recent_ops_[cur_seq_] = cur_fp_;
@@ -140,7 +101,7 @@ void TcpTransport::end_op() {
   }
 }
 
-void TcpTransport::throw_if_failed() {
+void StreamTransport::throw_if_failed() {
   if (error_) std::rethrow_exception(error_);
   if (abort_requested_.load(std::memory_order_acquire)) {
     std::string reason;
@@ -153,7 +114,7 @@ void TcpTransport::throw_if_failed() {
   }
 }
 
-void TcpTransport::request_abort(const std::string& reason) {
+void StreamTransport::request_abort(const std::string& reason) {
   {
     std::lock_guard<std::mutex> lock(abort_mu_);
     abort_reason_ = reason;
@@ -161,20 +122,21 @@ void TcpTransport::request_abort(const std::string& reason) {
   abort_requested_.store(true, std::memory_order_release);
 }
 
-std::string TcpTransport::op_description() const {
+std::string StreamTransport::op_description() const {
   if (!in_op_) return "between ops";
   if (cur_fp_.kind == OpKind::kSendRecv) return cur_fp_.describe();
   return str(cur_fp_.describe(), " [op seq ", cur_seq_, "]");
 }
 
-void TcpTransport::enqueue_frame(Peer& p, const FrameHeader& h, const char* data, Request* req) {
+void StreamTransport::enqueue_frame(Peer& p, const FrameHeader& h, const char* data, Request* req) {
   p.sendq.push_back(SendItem{h, data, 0, req});
 }
 
-void TcpTransport::isend(int dst, const MsgKey& key, const OpFingerprint& fp, const void* data,
-                         size_t bytes, Request* req) {
+void StreamTransport::isend(int dst, const MsgKey& key, const OpFingerprint& fp, const void* data,
+                            size_t bytes, Request* req) {
   throw_if_failed();
   Peer& p = peer(dst);
+  check_open(p);
   req->done = false;
   const char* base = static_cast<const char*>(data);
   size_t offset = 0;
@@ -188,8 +150,8 @@ void TcpTransport::isend(int dst, const MsgKey& key, const OpFingerprint& fp, co
   drive_writes(p);  // eager: most small messages leave right here
 }
 
-void TcpTransport::irecv(int src, const MsgKey& key, const OpFingerprint& fp, void* data,
-                         size_t bytes, Request* req) {
+void StreamTransport::irecv(int src, const MsgKey& key, const OpFingerprint& fp, void* data,
+                            size_t bytes, Request* req) {
   throw_if_failed();
   Peer& p = peer(src);
   req->done = false;
@@ -205,18 +167,20 @@ void TcpTransport::irecv(int src, const MsgKey& key, const OpFingerprint& fp, vo
     if (u->got == bytes) {
       req->done = true;
     } else {
+      check_open(p);  // the rest of the message can no longer come
       p.posted.push_back(PostedRecv{key, fp, static_cast<char*>(data), bytes, u->got, req});
     }
     p.unexpected.erase(u);
     return;
   }
   (void)reading_it;
+  check_open(p);
   p.posted.push_back(PostedRecv{key, fp, static_cast<char*>(data), bytes, 0, req});
 }
 
-void TcpTransport::check_match(const Peer& p, const OpFingerprint& theirs,
-                               const OpFingerprint& ours, uint64_t seq, size_t their_bytes,
-                               size_t our_bytes) {
+void StreamTransport::check_match(const Peer& p, const OpFingerprint& theirs,
+                                  const OpFingerprint& ours, uint64_t seq, size_t their_bytes,
+                                  size_t our_bytes) {
   if (theirs != ours) {
     std::string where = (seq & kP2PSeqBit) ? std::string("a send/recv pair") : str("op seq ", seq);
     fail<MismatchError>(str("collective mismatch at ", where, ": rank ", rank_, " called ",
@@ -228,8 +192,8 @@ void TcpTransport::check_match(const Peer& p, const OpFingerprint& theirs,
   }
 }
 
-void TcpTransport::unclaimed(const Peer& p, const OpFingerprint& theirs, const OpFingerprint& ours,
-                             const MsgKey& key) {
+void StreamTransport::unclaimed(const Peer& p, const OpFingerprint& theirs,
+                                const OpFingerprint& ours, const MsgKey& key) {
   check_match(p, theirs, ours, key.seq, 0, 0);  // different ops: names both calls
   fail<MismatchError>(str("collective mismatch at op seq ", key.seq, ": rank ", p.rank,
                           " sent rank ", rank_, " a message (tag ", key.tag, ") of ",
@@ -237,43 +201,91 @@ void TcpTransport::unclaimed(const Peer& p, const OpFingerprint& theirs, const O
                           " does not expect"));
 }
 
-void TcpTransport::wait(Request* req) {
+void StreamTransport::wait(Request* req) {
+  auto idle_since = Clock::now();
   while (!req->done) {
     throw_if_failed();
-    int ms = ms_until(deadline_);
-    if (ms == 0) on_timeout();
-    poll_once(std::min(ms, 100));
+    uint32_t bell = bell_ ? bell_->value() : 0;  // read before looking, so no ring is missed
+    if (progress()) {
+      idle_since = Clock::now();
+      continue;
+    }
+    auto now = Clock::now();
+    if (now >= deadline_) on_timeout();
+    if (now - idle_since < spin_) continue;  // spin briefly: the next chunk is usually close
+    block(bell, ms_until(deadline_));
+    idle_since = Clock::now();
   }
 }
 
-void TcpTransport::poll_once(int timeout_ms) {
+bool StreamTransport::progress() {
+  bool moved = false;
+  for (auto& p : peers_) {
+    if (!p.open || !p.ch->shared_memory()) continue;
+    if (!p.sendq.empty()) moved |= drive_writes(p);
+    moved |= drive_reads(p);
+  }
+  // Sockets carry TCP peers' data; for shared-memory peers only liveness, checked now and then.
+  if (tcp_peers_ > 0 || (++rounds_ & 1023) == 0) moved |= poll_sockets(0);
+  return moved;
+}
+
+void StreamTransport::block(uint32_t bell_seen, int timeout_ms) {
+  timeout_ms = std::max(timeout_ms, 1);
+  if (tcp_peers_ == 0 && bell_ != nullptr) {
+    // Every peer is local: sleep on our doorbell; wake at least every 20 ms to check liveness.
+    bell_->wait(bell_seen, std::min(timeout_ms, 20));
+    poll_sockets(0);
+  } else {
+    poll_sockets(std::min(timeout_ms, shm_peers_ > 0 ? 1 : 100));
+  }
+}
+
+bool StreamTransport::poll_sockets(int timeout_ms) {
   // pollfds are rebuilt each round: worlds are small here, and it keeps the state in one place.
-  std::vector<pollfd> fds;
-  std::vector<int> ranks;
-  fds.reserve(size_);
+  pollfd fds[256];
+  int ranks[256];
+  std::vector<pollfd> big_fds;
+  std::vector<int> big_ranks;
+  pollfd* f = fds;
+  int* rk = ranks;
+  if (size_ > 256) {
+    big_fds.resize(size_);
+    big_ranks.resize(size_);
+    f = big_fds.data();
+    rk = big_ranks.data();
+  }
+  nfds_t n = 0;
   for (auto& p : peers_) {
     if (!p.open) continue;
     short ev = POLLIN;
-    if (!p.sendq.empty()) ev |= POLLOUT;
-    fds.push_back(pollfd{p.sock.fd(), ev, 0});
-    ranks.push_back(p.rank);
+    if (!p.ch->shared_memory() && !p.sendq.empty()) ev |= POLLOUT;
+    f[n] = pollfd{p.ch->fd(), ev, 0};
+    rk[n++] = p.rank;
   }
-  if (fds.empty()) return;
-  int n = ::poll(fds.data(), fds.size(), 0);
-  if (n == 0 && timeout_ms > 0) n = ::poll(fds.data(), fds.size(), timeout_ms);
-  if (n < 0) {
-    if (errno == EINTR) return;
+  if (n == 0) return false;
+  int ready = ::poll(f, n, timeout_ms);
+  if (ready < 0) {
+    if (errno == EINTR) return false;
     fail<Error>(str("poll failed: ", strerror(errno)));
   }
-  for (size_t i = 0; i < fds.size() && n > 0; ++i) {
-    if (fds[i].revents == 0) continue;
-    Peer& p = peers_[ranks[i]];
-    if (fds[i].revents & POLLOUT) drive_writes(p);
-    if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) drive_reads(p);
+  bool moved = false;
+  for (nfds_t i = 0; i < n && ready > 0; ++i) {
+    if (f[i].revents == 0) continue;
+    Peer& p = peers_[rk[i]];
+    if (p.ch->shared_memory()) {
+      moved |= drive_reads(p);  // take what the peer left in the ring (maybe an ABORT) first
+      std::string why;
+      if (p.ch->peer_gone(&why)) peer_closed(p, why);
+      continue;
+    }
+    if (f[i].revents & POLLOUT) moved |= drive_writes(p);
+    if (f[i].revents & (POLLIN | POLLHUP | POLLERR)) moved |= drive_reads(p);
   }
+  return moved;
 }
 
-bool TcpTransport::drive_writes(Peer& p) {
+bool StreamTransport::drive_writes(Peer& p) {
   bool progress = false;
   while (!p.sendq.empty()) {
     SendItem& item = p.sendq.front();
@@ -287,15 +299,10 @@ bool TcpTransport::drive_writes(Peer& p) {
       size_t done = item.sent - kHeaderBytes;
       iov[iovcnt++] = {const_cast<char*>(item.data) + done, payload - done};
     }
-    msghdr msg{};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = iovcnt;
-    ssize_t w = ::sendmsg(p.sock.fd(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (w < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return progress;
-      if (errno == EINTR) continue;
-      peer_lost(p, str("send failed: ", strerror(errno)));
-    }
+    std::string why;
+    ssize_t w = p.ch->writev(iov, iovcnt, &why);
+    if (w < 0) peer_lost(p, why);
+    if (w == 0) return progress;
     progress = true;
     bytes_sent_ += size_t(w);
     item.sent += size_t(w);
@@ -307,7 +314,7 @@ bool TcpTransport::drive_writes(Peer& p) {
   return progress;
 }
 
-bool TcpTransport::drive_reads(Peer& p) {
+bool StreamTransport::drive_reads(Peer& p) {
   bool progress = false;
   while (p.open) {
     char* dst;
@@ -319,13 +326,13 @@ bool TcpTransport::drive_reads(Peer& p) {
       dst = p.dst;
       want = p.remaining;
     }
-    ssize_t r = ::recv(p.sock.fd(), dst, want, MSG_DONTWAIT);
-    if (r == 0) peer_lost(p, "the peer closed the connection (process exited or was killed)");
+    std::string why;
+    ssize_t r = p.ch->read(dst, want, &why);
     if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return progress;
-      if (errno == EINTR) continue;
-      peer_lost(p, str("receive failed: ", strerror(errno)));
+      peer_closed(p, why);
+      return progress;
     }
+    if (r == 0) return progress;
     progress = true;
     bytes_received_ += size_t(r);
     if (p.rstate == ReadState::kHeader) {
@@ -340,7 +347,7 @@ bool TcpTransport::drive_reads(Peer& p) {
   return progress;
 }
 
-void TcpTransport::on_header(Peer& p) {
+void StreamTransport::on_header(Peer& p) {
   const FrameHeader& h = p.hdr;
   std::string bad = validate_header(h, comm_id_, p.rank);
   if (!bad.empty())
@@ -352,7 +359,8 @@ void TcpTransport::on_header(Peer& p) {
       MsgKey key{h.seq, h.tag};
       OpFingerprint fp = header_fingerprint(h);
       if (!(key.seq & kP2PSeqBit)) {
-        if (in_op_ && key.seq == cur_seq_ && fp != cur_fp_) check_match(p, fp, cur_fp_, key.seq, 0, 0);
+        if (in_op_ && key.seq == cur_seq_ && fp != cur_fp_)
+          check_match(p, fp, cur_fp_, key.seq, 0, 0);
         // A frame for an op this rank has already finished: the peer ran a different op there.
         auto done = recent_ops_.find(key.seq);
         if (done != recent_ops_.end() && (key.seq != cur_seq_ || !in_op_)) {
@@ -396,7 +404,7 @@ void TcpTransport::on_header(Peer& p) {
   if (p.remaining == 0) on_frame_done(p);
 }
 
-void TcpTransport::on_frame_done(Peer& p) {
+void StreamTransport::on_frame_done(Peer& p) {
   const FrameHeader h = p.hdr;
   p.rstate = ReadState::kHeader;
   p.hdr_got = 0;
@@ -420,8 +428,8 @@ void TcpTransport::on_frame_done(Peer& p) {
   if (it != p.posted.end()) move_to_posted(p, u, it);
 }
 
-void TcpTransport::move_to_posted(Peer& p, std::list<Unexpected>::iterator u,
-                                  std::list<PostedRecv>::iterator r) {
+void StreamTransport::move_to_posted(Peer& p, std::list<Unexpected>::iterator u,
+                                     std::list<PostedRecv>::iterator r) {
   memcpy(r->buf, u->data.data(), u->got);
   r->got = u->got;
   p.unexpected.erase(u);
@@ -431,7 +439,7 @@ void TcpTransport::move_to_posted(Peer& p, std::list<Unexpected>::iterator u,
   }
 }
 
-void TcpTransport::on_timeout() {
+void StreamTransport::on_timeout() {
   // Ask every peer which op it is in. Peers inside an op answer from their own wait loop; a
   // peer that has not arrived (busy elsewhere, or hung) cannot answer.
   std::vector<int> waiting_for;
@@ -449,7 +457,7 @@ void TcpTransport::on_timeout() {
   auto probe_deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(probe_seconds_));
   while (Clock::now() < probe_deadline && int(probe_replies_.size()) < size_ - 1) {
-    poll_once(std::max(1, std::min(ms_until(probe_deadline), 20)));
+    if (!progress()) poll_sockets(std::max(1, std::min(ms_until(probe_deadline), 5)));
   }
   std::vector<int> arrived, missing;
   std::string details;
@@ -478,13 +486,27 @@ void TcpTransport::on_timeout() {
   fail<TimeoutError>(msg);
 }
 
-void TcpTransport::peer_lost(const Peer& p, const std::string& why) {
+void StreamTransport::peer_closed(Peer& p, const std::string& why) {
+  // A peer may finish and exit while this rank completes the same op with data it already has:
+  // its end of stream is an error only for the ops that still need it.
+  p.open = false;
+  p.closed_reason = why;
+  if (!p.posted.empty() || !p.sendq.empty() || p.rstate == ReadState::kPayload || p.hdr_got > 0) {
+    peer_lost(p, why);
+  }
+}
+
+void StreamTransport::check_open(const Peer& p) {
+  if (!p.closed_reason.empty()) peer_lost(p, p.closed_reason);
+}
+
+void StreamTransport::peer_lost(const Peer& p, const std::string& why) {
   fail<PeerError>(
       str("rank ", rank_, " lost rank ", p.rank, " during ", op_description(), ": ", why), p.rank);
 }
 
 template <typename E>
-void TcpTransport::fail(const std::string& msg, int skip_peer) {
+void StreamTransport::fail(const std::string& msg, int skip_peer) {
   if (error_) std::rethrow_exception(error_);  // the first error wins; later ones follow from it
   GW_LOG(kWarn, msg);
   error_ = std::make_exception_ptr(E(msg));
@@ -492,7 +514,7 @@ void TcpTransport::fail(const std::string& msg, int skip_peer) {
   std::rethrow_exception(error_);
 }
 
-void TcpTransport::shut_down(const std::string& reason, int skip_peer) {
+void StreamTransport::shut_down(const std::string& reason, int skip_peer) {
   // Best effort: tell each peer why, then half-close so it reads the reason before EOF.
   // Sockets stay open until destruction so no RST discards what was sent.
   std::string text = reason.substr(0, 65536);
@@ -503,12 +525,10 @@ void TcpTransport::shut_down(const std::string& reason, int skip_peer) {
       FrameHeader h = make_header(FrameType::kAbort, comm_id_, rank_, MsgKey{cur_seq_, 0}, cur_fp_,
                                   0, text.size(), text.size());
       iovec iov[2] = {{&h, kHeaderBytes}, {const_cast<char*>(text.data()), text.size()}};
-      msghdr m{};
-      m.msg_iov = iov;
-      m.msg_iovlen = 2;
-      (void)::sendmsg(p.sock.fd(), &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+      std::string ignored;
+      (void)p.ch->writev(iov, 2, &ignored);
     }
-    ::shutdown(p.sock.fd(), SHUT_WR);
+    p.ch->shutdown_write();
     p.open = false;
     p.sendq.clear();
     p.posted.clear();
@@ -516,12 +536,11 @@ void TcpTransport::shut_down(const std::string& reason, int skip_peer) {
   }
 }
 
-void TcpTransport::abort(const std::string& reason) {
+void StreamTransport::abort(const std::string& reason) {
   if (error_) return;
   std::string msg = str("rank ", rank_, " aborted the communicator: ", reason);
   error_ = std::make_exception_ptr(PeerError(msg));
   shut_down(reason, -1);
 }
 
-}  // namespace tcp
 }  // namespace gw

@@ -1,0 +1,29 @@
+// A byte stream to one peer: a TCP socket, or a pair of shared-memory rings for a peer on the
+// same host. StreamTransport frames, matches and checks messages on top of any Channel.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <string>
+
+namespace gw {
+
+class Channel {
+ public:
+  virtual ~Channel() = default;
+  // Non-blocking. Return the bytes moved (0: nothing possible now), or -1 when the channel is
+  // closed or broken, with the reason in *why.
+  virtual ssize_t writev(const iovec* iov, int iovcnt, std::string* why) = 0;
+  virtual ssize_t read(void* buf, size_t n, std::string* why) = 0;
+  // The socket the progress loop polls: data for TCP, liveness (EOF) for shared memory.
+  virtual int fd() const = 0;
+  virtual bool shared_memory() const = 0;
+  // Shared memory only: true when the peer's socket says it is gone (checked after draining).
+  virtual bool peer_gone(std::string* why) { return false; }
+  // Stop sending; the peer reads what was sent, then end of stream.
+  virtual void shutdown_write() = 0;
+  virtual const char* kind() const = 0;
+};
+
+}  // namespace gw

@@ -1,0 +1,177 @@
+#include "gradwire/transport/mesh.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include "gradwire/common/error.h"
+#include "gradwire/common/logging.h"
+#include "gradwire/transport/shm/shm_channel.h"
+#include "gradwire/transport/tcp/handshake.h"
+#include "gradwire/transport/tcp/socket_channel.h"
+
+namespace gw {
+namespace {
+
+using tcp::Socket;
+
+std::string addr_key(int rank) { return str("gradwire/addr/", rank); }
+
+std::string rank_list(const std::vector<int>& ranks) {
+  std::string s = "[";
+  for (size_t i = 0; i < ranks.size(); ++i) s += str(i ? ", " : "", ranks[i]);
+  return s + "]";
+}
+
+#pragma pack(push, 1)
+struct HostMsg {
+  uint32_t magic;
+  uint8_t wants_shm;
+  char host_id[251];
+};
+struct NameMsg {
+  char name[128];
+};
+#pragma pack(pop)
+constexpr uint32_t kHostMagic = 0x54534847;  // "GHST"
+
+// Dials lower ranks and accepts higher ones; returns one authenticated socket per peer.
+std::vector<Socket> connect_sockets(Store& store, int rank, int size, const MeshOptions& opts,
+                                    std::string* listen_address) {
+  tcp::Endpoint bound;
+  Socket listener = tcp::listen_on(opts.listen_host, &bound);
+  *listen_address = bound.to_string();
+  store.set(addr_key(rank), *listen_address);
+  GW_LOG(kDebug, "rank ", rank, " listening on ", *listen_address, " (communicator ", opts.comm_id,
+         ")");
+  std::vector<Socket> socks(size);
+  // Lower ranks reach their accept phase after finishing their own (lower) dials, so the waits
+  // form no cycle.
+  for (int j = 0; j < rank; ++j) {
+    tcp::Endpoint ep = tcp::Endpoint::parse(store.get(addr_key(j)));
+    try {
+      Socket s = tcp::connect_to(ep, opts.deadline);
+      tcp::handshake_as_client(s, opts.comm_id, rank, j, opts.secret, opts.deadline);
+      socks[j] = std::move(s);
+    } catch (const Error& e) {
+      GW_THROW(PeerError, "rank ", rank, " could not connect to rank ", j, " at ", ep.to_string(),
+               ": ", e.what());
+    }
+  }
+  int expected = size - 1 - rank;
+  for (int accepted = 0; accepted < expected;) {
+    std::string from;
+    Socket s = tcp::accept_until(listener, opts.deadline, &from);
+    if (!s.valid()) {
+      std::vector<int> missing;
+      for (int j = rank + 1; j < size; ++j) {
+        if (!socks[j].valid()) missing.push_back(j);
+      }
+      GW_THROW(TimeoutError, "rank ", rank, ": ranks ", rank_list(missing), " did not connect to ",
+               *listen_address, " before the deadline");
+    }
+    try {
+      int r = tcp::handshake_as_server(s, opts.comm_id, rank, size, opts.secret, opts.deadline);
+      if (socks[r].valid()) {
+        GW_LOG(kWarn, "rank ", rank, ": dropped a second connection claiming rank ", r, " from ",
+               from);
+        continue;
+      }
+      socks[r] = std::move(s);
+      ++accepted;
+    } catch (const Error& e) {
+      GW_LOG(kWarn, "rank ", rank, " refused a connection from ", from, ": ", e.what());
+    }
+  }
+  return socks;
+}
+
+}  // namespace
+
+std::string local_host_id() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  std::string boot;
+  std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
+  struct stat st{};
+  unsigned long long netns = 0;
+  if (stat("/proc/self/ns/net", &st) == 0) netns = (unsigned long long)st.st_ino;
+  return str(host, "|", boot, "|", netns);
+}
+
+std::unique_ptr<StreamTransport> build_mesh(Store& store, int rank, int size,
+                                            const MeshOptions& opts, std::string* listen_address) {
+  std::vector<Socket> socks = connect_sockets(store, rank, size, opts, listen_address);
+  std::vector<std::unique_ptr<Channel>> channels(size);
+  std::shared_ptr<shm::Segment> own;
+  std::vector<bool> local(size, false);
+
+  // The upgrade runs in phases of "send to every peer, then receive from every peer": the
+  // messages are small enough for socket buffers, so no phase can block on a peer's order.
+  const bool wants = opts.transport != "tcp";
+  HostMsg mine{kHostMagic, uint8_t(wants), {}};
+  std::string id = local_host_id();
+  strncpy(mine.host_id, id.c_str(), sizeof(mine.host_id) - 1);
+  for (int j = 0; j < size; ++j) {
+    if (j != rank) tcp::send_all(socks[j], &mine, sizeof(mine), opts.deadline);
+  }
+  int n_local = 0;
+  for (int j = 0; j < size; ++j) {
+    if (j == rank) continue;
+    HostMsg theirs;
+    tcp::recv_all(socks[j], &theirs, sizeof(theirs), opts.deadline);
+    GW_CHECK_ARG(theirs.magic == kHostMagic, "rank ", j, " sent a malformed host message");
+    theirs.host_id[sizeof(theirs.host_id) - 1] = '\0';
+    local[j] = wants && theirs.wants_shm && id == theirs.host_id;
+    if (opts.transport == "shm" && !local[j]) {
+      GW_THROW(InvalidArgument, "GRADWIRE_TRANSPORT=shm but rank ", j, " is on another host (",
+               theirs.host_id, ") or has shared memory turned off");
+    }
+    n_local += local[j];
+  }
+  std::vector<std::shared_ptr<shm::Segment>> peer_segments(size);
+  if (n_local > 0) {
+    own = std::make_shared<shm::Segment>(
+        shm::Segment::create(size, opts.shm_ring_bytes, opts.comm_id, rank));
+    NameMsg name{};
+    strncpy(name.name, own->name().c_str(), sizeof(name.name) - 1);
+    for (int j = 0; j < size; ++j) {
+      if (local[j]) tcp::send_all(socks[j], &name, sizeof(name), opts.deadline);
+    }
+    for (int j = 0; j < size; ++j) {
+      if (!local[j]) continue;
+      NameMsg theirs;
+      tcp::recv_all(socks[j], &theirs, sizeof(theirs), opts.deadline);
+      theirs.name[sizeof(theirs.name) - 1] = '\0';
+      peer_segments[j] = std::make_shared<shm::Segment>(shm::Segment::open(theirs.name));
+    }
+    // Every local peer has mapped our segment once it acknowledges; then the name can go.
+    char ack = 1;
+    for (int j = 0; j < size; ++j) {
+      if (local[j]) tcp::send_all(socks[j], &ack, 1, opts.deadline);
+    }
+    for (int j = 0; j < size; ++j) {
+      if (local[j]) tcp::recv_all(socks[j], &ack, 1, opts.deadline);
+    }
+    own->unlink();
+  }
+  for (int j = 0; j < size; ++j) {
+    if (j == rank) continue;
+    if (local[j]) {
+      channels[j] = std::make_unique<shm::ShmChannel>(std::move(socks[j]), own->ring(j),
+                                                      peer_segments[j]->ring(rank),
+                                                      peer_segments[j]->bell(), peer_segments[j]);
+    } else {
+      channels[j] = std::make_unique<tcp::SocketChannel>(std::move(socks[j]));
+    }
+  }
+  GW_LOG(kDebug, "rank ", rank, ": ", n_local, " peers over shared memory, ", size - 1 - n_local,
+         " over TCP");
+  StreamOptions so = opts.stream;
+  so.comm_id = opts.comm_id;
+  return std::make_unique<StreamTransport>(rank, size, std::move(channels), own, so);
+}
+
+}  // namespace gw

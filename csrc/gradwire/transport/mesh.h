@@ -1,0 +1,32 @@
+// Builds a communicator's connections: every pair of ranks gets an authenticated TCP connection
+// (addresses exchanged through the Store; the higher rank dials the lower one). Pairs on the same
+// host (same hostname, boot id and network namespace) then upgrade to shared-memory rings, the
+// socket staying open as the liveness signal. GRADWIRE_TRANSPORT=tcp turns the upgrade off;
+// =shm makes a peer that cannot use shared memory an error.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "gradwire/common/store.h"
+#include "gradwire/transport/stream_transport.h"
+
+namespace gw {
+
+struct MeshOptions {
+  uint32_t comm_id = 0;
+  std::string secret;       // job secret for the handshake
+  std::string listen_host;  // numeric address to bind and advertise
+  Clock::time_point deadline;
+  std::string transport = "auto";  // auto | tcp | shm
+  size_t shm_ring_bytes = 4 << 20;
+  StreamOptions stream;
+};
+
+std::unique_ptr<StreamTransport> build_mesh(Store& store, int rank, int size,
+                                            const MeshOptions& opts, std::string* listen_address);
+
+// hostname|boot id|network namespace: equal strings mean shared memory can connect the two.
+std::string local_host_id();
+
+}  // namespace gw
