@@ -79,7 +79,7 @@ def _stranger_then_join(rank, size, port):
         time.sleep(0.3)
     comm = _C.Communicator(store, rank, size, "stranger", 20.0, "127.0.0.1", "")
     a = np.full(10, rank + 1.0, dtype=np.float32)
-    comm.allreduce(a.ctypes.data, a.size, 0, 0, None).wait()
+    comm.allreduce(a.ctypes.data, a.size, 0, 0, None, False).wait()
     comm.shutdown()
     return a.tolist()
 

@@ -81,70 +81,79 @@ void register_engine(py::module_& m) {
       .def_property_readonly("channel_kinds", &C::channel_kinds)
       .def_property("timeout", &C::timeout, &C::set_timeout)
       .def("on_executor_thread", &C::on_executor_thread)
+      .def("executing_here", &C::executing_here)
       .def("allreduce",
-           [](C& c, uintptr_t buf, size_t n, int dt, int op, py::object cb) {
+           [](C& c, uintptr_t buf, size_t n, int dt, int op, py::object cb, bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
-               return c.allreduce(ptr(buf), n, dtype_from_int(dt), reduce_op_from_int(op), k);
+               return c.allreduce(ptr(buf), n, dtype_from_int(dt), reduce_op_from_int(op), k,
+                                  inline_ok);
              });
            })
       .def("broadcast",
-           [](C& c, uintptr_t buf, size_t n, int dt, int root, py::object cb) {
+           [](C& c, uintptr_t buf, size_t n, int dt, int root, py::object cb, bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
-               return c.broadcast(ptr(buf), n, dtype_from_int(dt), root, k);
+               return c.broadcast(ptr(buf), n, dtype_from_int(dt), root, k, inline_ok);
              });
            })
       .def("reduce",
-           [](C& c, uintptr_t buf, size_t n, int dt, int op, int root, py::object cb) {
+           [](C& c, uintptr_t buf, size_t n, int dt, int op, int root, py::object cb,
+              bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
-               return c.reduce(ptr(buf), n, dtype_from_int(dt), reduce_op_from_int(op), root, k);
+               return c.reduce(ptr(buf), n, dtype_from_int(dt), reduce_op_from_int(op), root, k,
+                               inline_ok);
              });
            })
       .def("allgather",
-           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, py::object cb) {
+           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, py::object cb, bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
-               return c.allgather(ptr(in), ptr(out), n, dtype_from_int(dt), k);
+               return c.allgather(ptr(in), ptr(out), n, dtype_from_int(dt), k, inline_ok);
              });
            })
       .def("reduce_scatter",
-           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int op, py::object cb) {
+           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int op, py::object cb,
+              bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
                return c.reduce_scatter(ptr(in), ptr(out), n, dtype_from_int(dt),
-                                       reduce_op_from_int(op), k);
+                                       reduce_op_from_int(op), k, inline_ok);
              });
            })
       .def("alltoall",
            [](C& c, uintptr_t in, uintptr_t out, std::vector<size_t> sc, std::vector<size_t> rc,
-              int dt, py::object cb) {
+              int dt, py::object cb, bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
-               return c.alltoall(ptr(in), ptr(out), sc, rc, dtype_from_int(dt), k);
+               return c.alltoall(ptr(in), ptr(out), sc, rc, dtype_from_int(dt), k, inline_ok);
              });
            })
       .def("gather",
-           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int root, py::object cb) {
+           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int root, py::object cb,
+              bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
-               return c.gather(ptr(in), ptr(out), n, dtype_from_int(dt), root, k);
+               return c.gather(ptr(in), ptr(out), n, dtype_from_int(dt), root, k, inline_ok);
              });
            })
       .def("scatter",
-           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int root, py::object cb) {
+           [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int root, py::object cb,
+              bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
-               return c.scatter(ptr(in), ptr(out), n, dtype_from_int(dt), root, k);
+               return c.scatter(ptr(in), ptr(out), n, dtype_from_int(dt), root, k, inline_ok);
              });
            })
       .def("barrier",
-           [](C& c, py::object cb) {
+           [](C& c, py::object cb, bool inline_ok) {
              return submit(cb, [&](Work::Callback k) { return c.barrier(k); });
            })
       .def("send",
-           [](C& c, uintptr_t buf, size_t n, int dt, int peer, uint32_t tag, py::object cb) {
+           [](C& c, uintptr_t buf, size_t n, int dt, int peer, uint32_t tag, py::object cb,
+              bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
-               return c.send(ptr(buf), n, dtype_from_int(dt), peer, tag, k);
+               return c.send(ptr(buf), n, dtype_from_int(dt), peer, tag, k, inline_ok);
              });
            })
       .def("recv",
-           [](C& c, uintptr_t buf, size_t n, int dt, int peer, uint32_t tag, py::object cb) {
+           [](C& c, uintptr_t buf, size_t n, int dt, int peer, uint32_t tag, py::object cb,
+              bool inline_ok) {
              return submit(cb, [&](Work::Callback k) {
-               return c.recv(ptr(buf), n, dtype_from_int(dt), peer, tag, k);
+               return c.recv(ptr(buf), n, dtype_from_int(dt), peer, tag, k, inline_ok);
              });
            })
       .def("shutdown", &C::shutdown, py::call_guard<py::gil_scoped_release>())

@@ -138,6 +138,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         launch: Callable[[Callable], object],
         result: List[torch.Tensor],
         finish: Sequence[Callable[[], None]] = (),
+        opts=None,
     ) -> GradwireWork:
         """Run `launch(done)`; `done` copies results into place and completes the future.
 
@@ -158,7 +159,9 @@ class ProcessGroupGradwire(dist.ProcessGroup):
                 return
             futures.complete(fut, result)
 
-        native = launch(done)
+        # A caller that waits for the result right away (asyncOp=False) may run the op itself.
+        sync = opts is not None and getattr(opts, "asyncOp", True) is False
+        native = launch(done, sync)
         work = GradwireWork(fut, native.description if native is not None else "op")
         if self._coalesced_works is not None:
             self._coalesced_works.append(work)
@@ -177,19 +180,22 @@ class ProcessGroupGradwire(dist.ProcessGroup):
     def allreduce(self, tensors, opts=None):
         op = opts.reduceOp if opts is not None else dist.ReduceOp.SUM
         if len(tensors) != 1:
-            return self._allreduce_flat(tensors, op)
+            return self._allreduce_flat(tensors, op, opts)
         t = tensors[0]
         dt, rc = dtype_code(t, self.rank(), "allreduce tensor"), reduce_code(op, self.rank())
         s = stage(t, writable=True)
         return self._submit(
-            lambda done: self._comm.allreduce(s.ptr, s.count, dt, rc, done), [t], [s.finish]
+            lambda done, il: self._comm.allreduce(s.ptr, s.count, dt, rc, done, il),
+            [t],
+            [s.finish],
+            opts=opts,
         )
 
     def allreduce_coalesced(self, tensors, opts=None):
         op = opts.reduceOp if opts is not None else dist.ReduceOp.SUM
-        return self._allreduce_flat(tensors, op)
+        return self._allreduce_flat(tensors, op, opts)
 
-    def _allreduce_flat(self, tensors, op):
+    def _allreduce_flat(self, tensors, op, opts=None):
         if not tensors:
             raise self._err("allreduce_coalesced needs at least one tensor")
         for i, t in enumerate(tensors):
@@ -199,9 +205,10 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         rc = reduce_code(op, self.rank())
         flat = _flat_cpu(tensors)
         return self._submit(
-            lambda done: self._comm.allreduce(flat.data_ptr(), flat.numel(), dt, rc, done),
+            lambda done, il: self._comm.allreduce(flat.data_ptr(), flat.numel(), dt, rc, done, il),
             list(tensors),
             [lambda: _scatter_flat(flat, tensors)],
+            opts=opts,
         )
 
     # ---- rooted ---------------------------------------------------------------------------
@@ -212,7 +219,10 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         dt = dtype_code(t, self.rank(), "broadcast tensor")
         s = stage(t, writable=True)
         return self._submit(
-            lambda done: self._comm.broadcast(s.ptr, s.count, dt, root, done), [t], [s.finish]
+            lambda done, il: self._comm.broadcast(s.ptr, s.count, dt, root, done, il),
+            [t],
+            [s.finish],
+            opts=opts,
         )
 
     def reduce(self, tensors, opts=None):
@@ -223,7 +233,10 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         dt, rc = dtype_code(t, self.rank(), "reduce tensor"), reduce_code(op, self.rank())
         s = stage(t, writable=True)
         return self._submit(
-            lambda done: self._comm.reduce(s.ptr, s.count, dt, rc, root, done), [t], [s.finish]
+            lambda done, il: self._comm.reduce(s.ptr, s.count, dt, rc, root, done, il),
+            [t],
+            [s.finish],
+            opts=opts,
         )
 
     def gather(self, output_tensors, input_tensors, opts=None):
@@ -245,9 +258,10 @@ class ProcessGroupGradwire(dist.ProcessGroup):
                 raise self._err("gather output tensors may only be given on the root")
             finish, out_ptr, result = [], 0, []
         return self._submit(
-            lambda done: self._comm.gather(s_in.ptr, out_ptr, s_in.count, dt, root, done),
+            lambda done, il: self._comm.gather(s_in.ptr, out_ptr, s_in.count, dt, root, done, il),
             result,
             finish,
+            opts=opts,
         )
 
     def scatter(self, output_tensors, input_tensors, opts=None):
@@ -266,11 +280,12 @@ class ProcessGroupGradwire(dist.ProcessGroup):
                 raise self._err("scatter input tensors may only be given on the root")
             flat = None
         return self._submit(
-            lambda done: self._comm.scatter(
-                0 if flat is None else flat.data_ptr(), s_out.ptr, s_out.count, dt, root, done
+            lambda done, il: self._comm.scatter(
+                0 if flat is None else flat.data_ptr(), s_out.ptr, s_out.count, dt, root, done, il
             ),
             [out],
             [s_out.finish],
+            opts=opts,
         )
 
     # ---- allgather ------------------------------------------------------------------------
@@ -280,7 +295,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             raise self._err(f"allgather needs a list of {self.size()} output tensors")
         outs = output_tensors[0]
         check_same(outs, self.rank(), "allgather output", ref=inp)
-        return self._allgather_flat([inp], [outs], list(outs))
+        return self._allgather_flat([inp], [outs], list(outs), opts)
 
     def allgather_coalesced(self, output_lists, input_list, opts=None):
         if len(output_lists) != len(input_list):
@@ -289,9 +304,11 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             if len(outs) != self.size():
                 raise self._err(f"allgather_coalesced needs {self.size()} outputs per input")
             check_same(outs, self.rank(), "allgather_coalesced output", ref=inp)
-        return self._allgather_flat(input_list, output_lists, [t for o in output_lists for t in o])
+        return self._allgather_flat(
+            input_list, output_lists, [t for o in output_lists for t in o], opts
+        )
 
-    def _allgather_flat(self, inputs, output_lists, result):
+    def _allgather_flat(self, inputs, output_lists, result, opts=None):
         """Gather the concatenation of `inputs`; rank r's piece i lands in output_lists[i][r]."""
         for i, t in enumerate(inputs):
             if t.dtype != inputs[0].dtype:
@@ -306,9 +323,12 @@ class ProcessGroupGradwire(dist.ProcessGroup):
                 _scatter_flat(flat_out[r * n : (r + 1) * n], [outs[r] for outs in output_lists])
 
         return self._submit(
-            lambda done: self._comm.allgather(flat_in.data_ptr(), flat_out.data_ptr(), n, dt, done),
+            lambda done, il: self._comm.allgather(
+                flat_in.data_ptr(), flat_out.data_ptr(), n, dt, done, il
+            ),
             result,
             [finish],
+            opts=opts,
         )
 
     def all_gather_single(self, output, input, opts=None):
@@ -320,9 +340,10 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         dt = dtype_code(input, self.rank(), "allgather input")
         s_in, s_out = stage(input, writable=False), stage(output, writable=True)
         return self._submit(
-            lambda done: self._comm.allgather(s_in.ptr, s_out.ptr, s_in.count, dt, done),
+            lambda done, il: self._comm.allgather(s_in.ptr, s_out.ptr, s_in.count, dt, done, il),
             [output],
             [s_out.finish],
+            opts=opts,
         )
 
     _allgather_base = all_gather_single
@@ -337,7 +358,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             [o.view(-1)[r * i.numel() : (r + 1) * i.numel()] for r in range(self.size())]
             for o, i in zip(outputs, inputs)
         ]
-        return self._allgather_flat(list(inputs), views, list(outputs))
+        return self._allgather_flat(list(inputs), views, list(outputs), opts)
 
     allgather_into_tensor_coalesced = all_gather_single_coalesced
 
@@ -348,7 +369,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             raise self._err(f"reduce_scatter needs a list of {self.size()} input tensors")
         check_same(input_tensors[0], self.rank(), "reduce_scatter input", ref=out)
         op = opts.reduceOp if opts is not None else dist.ReduceOp.SUM
-        return self._reduce_scatter_blocks([_flat_cpu(input_tensors[0])], [out], op)
+        return self._reduce_scatter_blocks([_flat_cpu(input_tensors[0])], [out], op, opts)
 
     def reduce_scatter_single(self, output, input, opts=None):
         if input.numel() != self.size() * output.numel() or output.dtype != input.dtype:
@@ -363,9 +384,12 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         )
         s_in, s_out = stage(input, writable=False), stage(output, writable=True)
         return self._submit(
-            lambda done: self._comm.reduce_scatter(s_in.ptr, s_out.ptr, s_out.count, dt, rc, done),
+            lambda done, il: self._comm.reduce_scatter(
+                s_in.ptr, s_out.ptr, s_out.count, dt, rc, done, il
+            ),
             [output],
             [s_out.finish],
+            opts=opts,
         )
 
     _reduce_scatter_base = reduce_scatter_single
@@ -378,12 +402,12 @@ class ProcessGroupGradwire(dist.ProcessGroup):
                 raise self._err(f"input of {i.numel()} elements for an output of {o.numel()}")
         op = opts.reduceOp if opts is not None else dist.ReduceOp.SUM
         return self._reduce_scatter_blocks(
-            [i.detach().reshape(-1).cpu() for i in inputs], list(outputs), op
+            [i.detach().reshape(-1).cpu() for i in inputs], list(outputs), op, opts
         )
 
     reduce_scatter_tensor_coalesced = reduce_scatter_single_coalesced
 
-    def _reduce_scatter_blocks(self, inputs, outputs, op):
+    def _reduce_scatter_blocks(self, inputs, outputs, op, opts=None):
         """inputs[i] holds `size` blocks of outputs[i].numel(); block r of each goes to rank r."""
         for i, t in enumerate(outputs):
             if t.dtype != outputs[0].dtype or inputs[i].dtype != t.dtype:
@@ -400,11 +424,12 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         )
         flat_out = torch.empty(n, dtype=outputs[0].dtype)
         return self._submit(
-            lambda done: self._comm.reduce_scatter(
-                flat_in.data_ptr(), flat_out.data_ptr(), n, dt, rc, done
+            lambda done, il: self._comm.reduce_scatter(
+                flat_in.data_ptr(), flat_out.data_ptr(), n, dt, rc, done, il
             ),
             list(outputs),
             [lambda: _scatter_flat(flat_out, outputs)],
+            opts=opts,
         )
 
     # ---- all-to-all -----------------------------------------------------------------------
@@ -421,11 +446,12 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         sc = [t.numel() for t in input_tensors]
         rc = [t.numel() for t in output_tensors]
         return self._submit(
-            lambda done: self._comm.alltoall(
-                flat_in.data_ptr(), flat_out.data_ptr(), sc, rc, dt, done
+            lambda done, il: self._comm.alltoall(
+                flat_in.data_ptr(), flat_out.data_ptr(), sc, rc, dt, done, il
             ),
             list(output_tensors),
             [lambda: _scatter_flat(flat_out, output_tensors)],
+            opts=opts,
         )
 
     def all_to_all_single(self, output, input, output_split_sizes, input_split_sizes, opts=None):
@@ -436,9 +462,10 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         dt = dtype_code(input, self.rank(), "all_to_all_single input")
         s_in, s_out = stage(input, writable=False), stage(output, writable=True)
         return self._submit(
-            lambda done: self._comm.alltoall(s_in.ptr, s_out.ptr, sc, rc, dt, done),
+            lambda done, il: self._comm.alltoall(s_in.ptr, s_out.ptr, sc, rc, dt, done, il),
             [output],
             [s_out.finish],
+            opts=opts,
         )
 
     alltoall_base = all_to_all_single
@@ -465,14 +492,16 @@ class ProcessGroupGradwire(dist.ProcessGroup):
 
     # ---- barrier and point-to-point -------------------------------------------------------
     def barrier(self, opts=None):
-        return self._submit(lambda done: self._comm.barrier(done), [])
+        return self._submit(lambda done, il: self._comm.barrier(done, il), [], opts=opts)
 
     def send(self, tensors, dst, tag=0):
         t = self._one(tensors, "send")
         self._check_peer(dst, "send destination")
         dt = dtype_code(t, self.rank(), "send tensor")
         s = stage(t, writable=False)
-        return self._submit(lambda done: self._comm.send(s.ptr, s.count, dt, dst, tag, done), [t])
+        return self._submit(
+            lambda done, il: self._comm.send(s.ptr, s.count, dt, dst, tag, done, il), [t]
+        )
 
     def recv(self, tensors, src, tag=0):
         t = self._one(tensors, "recv")
@@ -480,7 +509,9 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         dt = dtype_code(t, self.rank(), "recv tensor")
         s = stage(t, writable=True)
         return self._submit(
-            lambda done: self._comm.recv(s.ptr, s.count, dt, src, tag, done), [t], [s.finish]
+            lambda done, il: self._comm.recv(s.ptr, s.count, dt, src, tag, done, il),
+            [t],
+            [s.finish],
         )
 
     def recv_anysource(self, tensors, tag=0):

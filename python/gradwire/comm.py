@@ -95,19 +95,25 @@ class Communicator:
 
     def allreduce(self, a: np.ndarray, op: str = "sum", async_op: bool = False):
         return self._run(
-            self._c.allreduce(a.ctypes.data, a.size, _code(a, "allreduce array"), _op(op), None),
+            self._c.allreduce(
+                a.ctypes.data, a.size, _code(a, "allreduce array"), _op(op), None, not async_op
+            ),
             async_op,
         )
 
     def broadcast(self, a: np.ndarray, root: int = 0, async_op: bool = False):
         return self._run(
-            self._c.broadcast(a.ctypes.data, a.size, _code(a, "broadcast array"), root, None),
+            self._c.broadcast(
+                a.ctypes.data, a.size, _code(a, "broadcast array"), root, None, not async_op
+            ),
             async_op,
         )
 
     def reduce(self, a: np.ndarray, root: int = 0, op: str = "sum", async_op: bool = False):
         return self._run(
-            self._c.reduce(a.ctypes.data, a.size, _code(a, "reduce array"), _op(op), root, None),
+            self._c.reduce(
+                a.ctypes.data, a.size, _code(a, "reduce array"), _op(op), root, None, not async_op
+            ),
             async_op,
         )
 
@@ -118,7 +124,12 @@ class Communicator:
         _code(out, "allgather output")
         return self._run(
             self._c.allgather(
-                a.ctypes.data, out.ctypes.data, a.size, _code(a, "allgather input"), None
+                a.ctypes.data,
+                out.ctypes.data,
+                a.size,
+                _code(a, "allgather input"),
+                None,
+                not async_op,
             ),
             async_op,
         )
@@ -140,6 +151,7 @@ class Communicator:
                 _code(a, "reduce_scatter input"),
                 _op(op),
                 None,
+                not async_op,
             ),
             async_op,
         )
@@ -157,11 +169,12 @@ class Communicator:
         code = _code(a, "alltoall input")
         _code(out, "alltoall output")
         return self._run(
-            self._c.alltoall(a.ctypes.data, out.ctypes.data, sc, rc, code, None), async_op
+            self._c.alltoall(a.ctypes.data, out.ctypes.data, sc, rc, code, None, not async_op),
+            async_op,
         )
 
     def barrier(self, async_op: bool = False):
-        return self._run(self._c.barrier(None), async_op)
+        return self._run(self._c.barrier(None, not async_op), async_op)
 
     def stats(self) -> dict:
         return self._c.stats()

@@ -127,35 +127,53 @@ CommStats Communicator::stats() const {
   return s;
 }
 
-std::shared_ptr<Work> Communicator::submit(const OpFingerprint& fp, Body body, Work::Callback cb) {
+std::shared_ptr<Work> Communicator::submit(const OpFingerprint& fp, Body body, Work::Callback cb,
+                                           bool inline_ok) {
   auto work = std::make_shared<Work>(
       str(fp.describe(), " on rank ", rank_, " of group '", opts_.name, "'"), std::move(cb));
   Op op{fp, std::move(body), work};
-  if (on_executor_thread()) {
+  if (executing_here()) {
     execute(op);  // issued from a completion callback: runs now (see the header)
     return work;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    GW_CHECK_ARG(!stopping_, "communicator '", opts_.name, "' on rank ", rank_,
-                 " has been shut down; create a new process group");
-    queue_.push_back(std::move(op));
+  std::unique_lock<std::mutex> lock(mu_);
+  GW_CHECK_ARG(!stopping_, "communicator '", opts_.name, "' on rank ", rank_,
+               " has been shut down; create a new process group");
+  if (inline_ok && queue_.empty() && exec_mu_.try_lock()) {
+    // Nothing queued and nothing executing: run it on this thread (see the header).
+    lock.unlock();
+    std::lock_guard<std::mutex> exec(exec_mu_, std::adopt_lock);
+    executing_.store(std::this_thread::get_id());
+    execute(op);
+    executing_.store(std::thread::id());
+    return work;
   }
+  queue_.push_back(std::move(op));
+  lock.unlock();
   cv_.notify_one();
   return work;
 }
 
 void Communicator::run() {
   while (true) {
-    Op op;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and every queued op has run
+    }
+    // Take the execution lock before the op: a caller on the fast path holds it while it runs
+    // an op, and ops only leave the queue under it, so queue order is execution order.
+    std::lock_guard<std::mutex> exec(exec_mu_);
+    Op op;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (queue_.empty()) continue;
       op = std::move(queue_.front());
       queue_.pop_front();
     }
+    executing_.store(std::this_thread::get_id());
     execute(op);
+    executing_.store(std::thread::id());
   }
 }
 
@@ -193,51 +211,56 @@ void Communicator::check_rank(int r, const char* what) const {
 }
 
 std::shared_ptr<Work> Communicator::allreduce(void* buf, size_t count, DType dtype, ReduceOp op,
-                                              Work::Callback cb) {
+                                              Work::Callback cb, bool inline_ok) {
   check_reduce(dtype, op);
   return submit(
       fingerprint(OpKind::kAllreduce, dtype, count, -1, op),
-      [=](const OpContext& ctx) { gw::allreduce(ctx, buf, count, dtype, op); }, std::move(cb));
+      [=](const OpContext& ctx) { gw::allreduce(ctx, buf, count, dtype, op); }, std::move(cb),
+      inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::broadcast(void* buf, size_t count, DType dtype, int root,
-                                              Work::Callback cb) {
+                                              Work::Callback cb, bool inline_ok) {
   check_rank(root, "broadcast root");
   size_t bytes = count * dtype_size(dtype);
   return submit(
       fingerprint(OpKind::kBroadcast, dtype, count, root),
-      [=](const OpContext& ctx) { gw::broadcast(ctx, buf, bytes, root); }, std::move(cb));
+      [=](const OpContext& ctx) { gw::broadcast(ctx, buf, bytes, root); }, std::move(cb),
+      inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::reduce(void* buf, size_t count, DType dtype, ReduceOp op,
-                                           int root, Work::Callback cb) {
+                                           int root, Work::Callback cb, bool inline_ok) {
   check_rank(root, "reduce root");
   check_reduce(dtype, op);
   return submit(
       fingerprint(OpKind::kReduce, dtype, count, root, op),
-      [=](const OpContext& ctx) { gw::reduce(ctx, buf, count, dtype, op, root); }, std::move(cb));
+      [=](const OpContext& ctx) { gw::reduce(ctx, buf, count, dtype, op, root); }, std::move(cb),
+      inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::allgather(const void* in, void* out, size_t count, DType dtype,
-                                              Work::Callback cb) {
+                                              Work::Callback cb, bool inline_ok) {
   return submit(
       fingerprint(OpKind::kAllgather, dtype, count),
-      [=](const OpContext& ctx) { gw::allgather(ctx, in, out, count, dtype); }, std::move(cb));
+      [=](const OpContext& ctx) { gw::allgather(ctx, in, out, count, dtype); }, std::move(cb),
+      inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::reduce_scatter(const void* in, void* out, size_t count,
-                                                   DType dtype, ReduceOp op, Work::Callback cb) {
+                                                   DType dtype, ReduceOp op, Work::Callback cb,
+                                                   bool inline_ok) {
   check_reduce(dtype, op);
   return submit(
       fingerprint(OpKind::kReduceScatter, dtype, count, -1, op),
       [=](const OpContext& ctx) { gw::reduce_scatter(ctx, in, out, count, dtype, op); },
-      std::move(cb));
+      std::move(cb), inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::alltoall(const void* in, void* out,
                                              std::vector<size_t> send_counts,
                                              std::vector<size_t> recv_counts, DType dtype,
-                                             Work::Callback cb) {
+                                             Work::Callback cb, bool inline_ok) {
   GW_CHECK_ARG(int(send_counts.size()) == size_ && int(recv_counts.size()) == size_,
                "alltoall on rank ", rank_, ": expected ", size_, " split sizes, got ",
                send_counts.size(), " send and ", recv_counts.size(), " receive sizes");
@@ -255,35 +278,37 @@ std::shared_ptr<Work> Communicator::alltoall(const void* in, void* out,
       [=](const OpContext& ctx) {
         gw::alltoall(ctx, in, out, send_counts, send_displs, recv_counts, recv_displs, dtype);
       },
-      std::move(cb));
+      std::move(cb), inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::gather(const void* in, void* out, size_t count, DType dtype,
-                                           int root, Work::Callback cb) {
+                                           int root, Work::Callback cb, bool inline_ok) {
   check_rank(root, "gather root");
   return submit(
       fingerprint(OpKind::kGather, dtype, count, root),
-      [=](const OpContext& ctx) { gw::gather(ctx, in, out, count, dtype, root); }, std::move(cb));
+      [=](const OpContext& ctx) { gw::gather(ctx, in, out, count, dtype, root); }, std::move(cb),
+      inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::scatter(const void* in, void* out, size_t count, DType dtype,
-                                            int root, Work::Callback cb) {
+                                            int root, Work::Callback cb, bool inline_ok) {
   check_rank(root, "scatter root");
   return submit(
       fingerprint(OpKind::kScatter, dtype, count, root),
-      [=](const OpContext& ctx) { gw::scatter(ctx, in, out, count, dtype, root); }, std::move(cb));
+      [=](const OpContext& ctx) { gw::scatter(ctx, in, out, count, dtype, root); }, std::move(cb),
+      inline_ok);
 }
 
-std::shared_ptr<Work> Communicator::barrier(Work::Callback cb) {
+std::shared_ptr<Work> Communicator::barrier(Work::Callback cb, bool inline_ok) {
   return submit(
       fingerprint(OpKind::kBarrier, DType::kUInt8, 0),
-      [](const OpContext& ctx) { gw::barrier(ctx); }, std::move(cb));
+      [](const OpContext& ctx) { gw::barrier(ctx); }, std::move(cb), inline_ok);
 }
 
 // Point-to-point messages are keyed by a per-(peer, tag) counter instead of the collective
 // sequence, so they pair up in issue order without involving the rest of the group.
 std::shared_ptr<Work> Communicator::send(const void* buf, size_t count, DType dtype, int peer,
-                                         uint32_t tag, Work::Callback cb) {
+                                         uint32_t tag, Work::Callback cb, bool inline_ok) {
   check_rank(peer, "send destination");
   GW_CHECK_ARG(peer != rank_, "rank ", rank_, " cannot send to itself");
   size_t bytes = count * dtype_size(dtype);
@@ -295,11 +320,11 @@ std::shared_ptr<Work> Communicator::send(const void* buf, size_t count, DType dt
         ctx.transport->isend(peer, MsgKey{kP2PSeqBit | n, tag}, ctx.fp, buf, bytes, &req);
         ctx.wait(&req);
       },
-      std::move(cb));
+      std::move(cb), inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::recv(void* buf, size_t count, DType dtype, int peer,
-                                         uint32_t tag, Work::Callback cb) {
+                                         uint32_t tag, Work::Callback cb, bool inline_ok) {
   check_rank(peer, "recv source");
   GW_CHECK_ARG(peer != rank_, "rank ", rank_, " cannot receive from itself");
   size_t bytes = count * dtype_size(dtype);
@@ -311,7 +336,7 @@ std::shared_ptr<Work> Communicator::recv(void* buf, size_t count, DType dtype, i
         ctx.transport->irecv(peer, MsgKey{kP2PSeqBit | n, tag}, ctx.fp, buf, bytes, &req);
         ctx.wait(&req);
       },
-      std::move(cb));
+      std::move(cb), inline_ok);
 }
 
 }  // namespace gw

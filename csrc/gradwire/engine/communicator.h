@@ -8,6 +8,9 @@
 //    inline: so a comm hook that issues a collective when another one completes issues it at the
 //    same point of the op stream on every rank, and a blocking wait inside a callback cannot
 //    deadlock on the queue behind it.
+//  * Fast path: a caller that will wait for the op anyway (inline_ok) executes it itself when the
+//    queue is empty and no op is executing, saving two thread hand-offs. Order is kept: ops
+//    are only taken from the queue by whoever holds the execution lock.
 //  * The transport is touched only by the executing thread.
 #pragma once
 
@@ -61,26 +64,27 @@ class Communicator {
   const std::vector<std::string>& channel_kinds() const { return channel_kinds_; }
 
   std::shared_ptr<Work> allreduce(void* buf, size_t count, DType dtype, ReduceOp op,
-                                  Work::Callback cb);
-  std::shared_ptr<Work> broadcast(void* buf, size_t count, DType dtype, int root,
-                                  Work::Callback cb);
+                                  Work::Callback cb, bool inline_ok = false);
+  std::shared_ptr<Work> broadcast(void* buf, size_t count, DType dtype, int root, Work::Callback cb,
+                                  bool inline_ok = false);
   std::shared_ptr<Work> reduce(void* buf, size_t count, DType dtype, ReduceOp op, int root,
-                               Work::Callback cb);
+                               Work::Callback cb, bool inline_ok = false);
   std::shared_ptr<Work> allgather(const void* in, void* out, size_t count, DType dtype,
-                                  Work::Callback cb);
+                                  Work::Callback cb, bool inline_ok = false);
   std::shared_ptr<Work> reduce_scatter(const void* in, void* out, size_t count, DType dtype,
-                                       ReduceOp op, Work::Callback cb);
+                                       ReduceOp op, Work::Callback cb, bool inline_ok = false);
   std::shared_ptr<Work> alltoall(const void* in, void* out, std::vector<size_t> send_counts,
-                                 std::vector<size_t> recv_counts, DType dtype, Work::Callback cb);
+                                 std::vector<size_t> recv_counts, DType dtype, Work::Callback cb,
+                                 bool inline_ok = false);
   std::shared_ptr<Work> gather(const void* in, void* out, size_t count, DType dtype, int root,
-                               Work::Callback cb);
+                               Work::Callback cb, bool inline_ok = false);
   std::shared_ptr<Work> scatter(const void* in, void* out, size_t count, DType dtype, int root,
-                                Work::Callback cb);
-  std::shared_ptr<Work> barrier(Work::Callback cb);
+                                Work::Callback cb, bool inline_ok = false);
+  std::shared_ptr<Work> barrier(Work::Callback cb, bool inline_ok = false);
   std::shared_ptr<Work> send(const void* buf, size_t count, DType dtype, int peer, uint32_t tag,
-                             Work::Callback cb);
+                             Work::Callback cb, bool inline_ok = false);
   std::shared_ptr<Work> recv(void* buf, size_t count, DType dtype, int peer, uint32_t tag,
-                             Work::Callback cb);
+                             Work::Callback cb, bool inline_ok = false);
 
   // Executes queued ops, then stops the executor. Safe to call twice.
   void shutdown();
@@ -89,6 +93,8 @@ class Communicator {
   void set_timeout(double seconds);
   double timeout() const { return timeout_seconds_.load(); }
   bool on_executor_thread() const { return std::this_thread::get_id() == executor_id_; }
+  // True on the thread executing an op right now (the executor, or a caller running inline).
+  bool executing_here() const { return executing_.load() == std::this_thread::get_id(); }
   CommStats stats() const;
 
  private:
@@ -98,7 +104,8 @@ class Communicator {
     std::shared_ptr<Work> work;
   };
 
-  std::shared_ptr<Work> submit(const OpFingerprint& fp, Body body, Work::Callback cb);
+  std::shared_ptr<Work> submit(const OpFingerprint& fp, Body body, Work::Callback cb,
+                               bool inline_ok = false);
   void execute(Op& op);
   void run();
   void check_rank(int r, const char* what) const;
@@ -119,6 +126,9 @@ class Communicator {
   bool stopping_ = false;
   std::thread executor_;
   std::thread::id executor_id_;
+  // Held while an op executes: by the executor, or by a caller taking the inline fast path.
+  std::mutex exec_mu_;
+  std::atomic<std::thread::id> executing_{};
 
   // Executor-thread state.
   uint64_t seq_ = 0;
