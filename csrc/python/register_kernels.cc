@@ -19,6 +19,18 @@ void register_kernels(py::module_& m) {
       py::arg("dst"), py::arg("src"), py::arg("count"), py::arg("dtype"), py::arg("op"),
       "dst[i] = dst[i] (op) src[i] over raw buffers (AVG reduces as SUM).");
   m.def(
+      "reduce_into_with",
+      [](const std::string& level, uintptr_t dst, uintptr_t src, size_t count, int dtype, int op) {
+        DType t = dtype_from_int(dtype);
+        ReduceOp o = reduce_op_from_int(op);
+        check_reduce_supported(t, o);
+        py::gil_scoped_release nogil;
+        reduce_into_with(level.c_str(), reinterpret_cast<void*>(dst),
+                         reinterpret_cast<const void*>(src), count, t, o);
+      },
+      "reduce_into with a chosen kernel build ('generic' or 'avx2').");
+  m.def("simd_level", []() { return std::string(simd_level()); });
+  m.def(
       "divide_by",
       [](uintptr_t buf, size_t count, int dtype, int divisor) {
         py::gil_scoped_release nogil;

@@ -73,6 +73,11 @@ Config Config::from_env() {
   }
   c.shm_ring_bytes = env_bytes("GRADWIRE_SHM_RING_BYTES", c.shm_ring_bytes);
   c.spin_microseconds = env_seconds("GRADWIRE_SPIN_US", c.spin_microseconds);
+  if (const char* v = env("GRADWIRE_SIMD")) {
+    c.simd = v;
+    GW_CHECK_ARG(c.simd == "auto" || c.simd == "generic", "GRADWIRE_SIMD='", v,
+                 "' must be auto or generic");
+  }
   return c;
 }
 

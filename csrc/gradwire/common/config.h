@@ -18,6 +18,7 @@ struct Config {
   double probe_seconds = 1.0;       // GRADWIRE_PROBE_SECONDS: wait for probe replies on timeout
   std::string transport = "auto";   // GRADWIRE_TRANSPORT: auto|tcp|shm (same-host peers)
   size_t shm_ring_bytes = 4 << 20;  // GRADWIRE_SHM_RING_BYTES: ring per same-host peer pair
+  std::string simd = "auto";         // GRADWIRE_SIMD: auto|generic (reduction kernels)
   double spin_microseconds = 50;    // GRADWIRE_SPIN_US: busy-wait before sleeping
 
   // Parsed from the environment on first use; invalid values raise InvalidArgument naming

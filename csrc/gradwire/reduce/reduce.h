@@ -14,4 +14,10 @@ void reduce_into(void* dst, const void* src, size_t count, DType dtype, ReduceOp
 // buf[i] /= divisor (integers truncate toward zero). Used to finish AVG.
 void divide_by(void* buf, size_t count, DType dtype, int divisor);
 
+// "avx2" or "generic": the kernel build in use (chosen from the CPU; GRADWIRE_SIMD=generic).
+const char* simd_level();
+// A specific build, for tests and benchmarks that compare them.
+void reduce_into_with(const char* level, void* dst, const void* src, size_t count, DType dtype,
+                      ReduceOp op);
+
 }  // namespace gw
