@@ -54,6 +54,12 @@ def _code(a: np.ndarray, what: str) -> int:
     return code
 
 
+def _buf(a: np.ndarray, what: str):
+    """(address, element count, dtype code) of a validated array."""
+    code = _code(a, what)
+    return a.ctypes.data, a.size, code
+
+
 def _op(op: str) -> int:
     try:
         return _OPS[op.lower()]
@@ -95,64 +101,42 @@ class Communicator:
 
     def allreduce(self, a: np.ndarray, op: str = "sum", async_op: bool = False):
         return self._run(
-            self._c.allreduce(
-                a.ctypes.data, a.size, _code(a, "allreduce array"), _op(op), None, not async_op
-            ),
+            self._c.allreduce(*_buf(a, "allreduce array"), _op(op), None, not async_op),
             async_op,
         )
 
     def broadcast(self, a: np.ndarray, root: int = 0, async_op: bool = False):
         return self._run(
-            self._c.broadcast(
-                a.ctypes.data, a.size, _code(a, "broadcast array"), root, None, not async_op
-            ),
+            self._c.broadcast(*_buf(a, "broadcast array"), root, None, not async_op),
             async_op,
         )
 
     def reduce(self, a: np.ndarray, root: int = 0, op: str = "sum", async_op: bool = False):
         return self._run(
-            self._c.reduce(
-                a.ctypes.data, a.size, _code(a, "reduce array"), _op(op), root, None, not async_op
-            ),
+            self._c.reduce(*_buf(a, "reduce array"), _op(op), root, None, not async_op),
             async_op,
         )
 
     def allgather(self, a: np.ndarray, out: np.ndarray, async_op: bool = False):
         """out.size == size * a.size; rank i's array lands in block i."""
-        if out.size != self.size * a.size or out.dtype != a.dtype:
-            raise InvalidArgumentError(f"allgather output must be {self.size} x {a.size} {a.dtype}")
-        _code(out, "allgather output")
-        return self._run(
-            self._c.allgather(
-                a.ctypes.data,
-                out.ctypes.data,
-                a.size,
-                _code(a, "allgather input"),
-                None,
-                not async_op,
-            ),
-            async_op,
-        )
+        a_ptr, n, code = _buf(a, "allgather input")
+        out_ptr, out_n, out_code = _buf(out, "allgather output")
+        if out_n != self.size * n or out_code != code:
+            raise InvalidArgumentError(f"allgather output must be {self.size} x {n} {a.dtype}")
+        return self._run(self._c.allgather(a_ptr, out_ptr, n, code, None, not async_op), async_op)
 
     def reduce_scatter(
         self, a: np.ndarray, out: np.ndarray, op: str = "sum", async_op: bool = False
     ):
         """a.size == size * out.size; this rank receives block `rank` of the reduction."""
-        if a.size != self.size * out.size or out.dtype != a.dtype:
+        a_ptr, n, code = _buf(a, "reduce_scatter input")
+        out_ptr, out_n, out_code = _buf(out, "reduce_scatter output")
+        if n != self.size * out_n or out_code != code:
             raise InvalidArgumentError(
-                f"reduce_scatter input must be {self.size} x {out.size} {out.dtype}"
+                f"reduce_scatter input must be {self.size} x {out_n} {out.dtype}"
             )
-        _code(out, "reduce_scatter output")
         return self._run(
-            self._c.reduce_scatter(
-                a.ctypes.data,
-                out.ctypes.data,
-                out.size,
-                _code(a, "reduce_scatter input"),
-                _op(op),
-                None,
-                not async_op,
-            ),
+            self._c.reduce_scatter(a_ptr, out_ptr, out_n, code, _op(op), None, not async_op),
             async_op,
         )
 
@@ -164,13 +148,19 @@ class Communicator:
         recv_counts: Optional[Sequence[int]] = None,
         async_op: bool = False,
     ):
-        sc = list(send_counts) if send_counts is not None else [a.size // self.size] * self.size
-        rc = list(recv_counts) if recv_counts is not None else [out.size // self.size] * self.size
-        code = _code(a, "alltoall input")
-        _code(out, "alltoall output")
+        """Counts in elements, one per rank (default: equal splits)."""
+        a_ptr, n, code = _buf(a, "alltoall input")
+        out_ptr, out_n, out_code = _buf(out, "alltoall output")
+        if out_code != code:
+            raise InvalidArgumentError(f"alltoall dtypes differ: {a.dtype} vs {out.dtype}")
+        sc = list(send_counts) if send_counts is not None else [n // self.size] * self.size
+        rc = list(recv_counts) if recv_counts is not None else [out_n // self.size] * self.size
+        if sum(sc) > n or sum(rc) > out_n:
+            raise InvalidArgumentError(
+                f"alltoall counts {sc} / {rc} exceed the arrays ({n} / {out_n})"
+            )
         return self._run(
-            self._c.alltoall(a.ctypes.data, out.ctypes.data, sc, rc, code, None, not async_op),
-            async_op,
+            self._c.alltoall(a_ptr, out_ptr, sc, rc, code, None, not async_op), async_op
         )
 
     def barrier(self, async_op: bool = False):
