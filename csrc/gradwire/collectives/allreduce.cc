@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "gradwire/collectives/collectives.h"
+#include "gradwire/collectives/cost_model.h"
 #include "gradwire/collectives/ring.h"
 #include "gradwire/common/error.h"
 #include "gradwire/common/logging.h"
@@ -63,31 +64,14 @@ void allreduce_recursive_doubling(const OpContext& ctx, void* buf_v, size_t coun
   }
 }
 
-// Alpha-beta cost model (Thakur et al., 2005): alpha per message, beta per byte moved, gamma per
-// byte reduced. Ring: 2(n-1) alpha + 2(n-1)/n * bytes * beta; recursive doubling:
-// log2(p) alpha + log2(p) * bytes * beta (+2 steps for a non power of two). The constants are
-// loopback-TCP defaults; GRADWIRE_ALGO pins the choice.
 AllreduceAlgo choose_allreduce_algo(const OpContext& ctx, size_t bytes) {
   const std::string& pinned = ctx.config->algo;
   if (pinned == "ring") return AllreduceAlgo::kRing;
   if (pinned == "rd") return AllreduceAlgo::kRecursiveDoubling;
-  const int n = ctx.size;
-  if (n <= 2) {
-    // With two ranks both algorithms move the same bytes; ring splits them into two halves that
-    // overlap sending with reducing, which pays off beyond the small-message threshold.
-    return bytes <= ctx.config->small_message_bytes ? AllreduceAlgo::kRecursiveDoubling
-                                                    : AllreduceAlgo::kRing;
-  }
-  const double alpha = 30e-6, beta = 1.0 / 2e9;
-  int p2 = 1, lg = 0;
-  while (p2 * 2 <= n) {
-    p2 *= 2;
-    ++lg;
-  }
-  int rd_steps = lg + (p2 == n ? 0 : 2);
-  double ring = 2.0 * (n - 1) * alpha + 2.0 * (n - 1) / n * double(bytes) * beta;
-  double rd = rd_steps * alpha + rd_steps * double(bytes) * beta;
-  return rd <= ring ? AllreduceAlgo::kRecursiveDoubling : AllreduceAlgo::kRing;
+  CostModel m = CostModel::for_context(ctx);
+  return m.ring_allreduce(ctx.size, bytes) < m.recursive_doubling_allreduce(ctx.size, bytes)
+             ? AllreduceAlgo::kRing
+             : AllreduceAlgo::kRecursiveDoubling;
 }
 
 void allreduce(const OpContext& ctx, void* buf, size_t count, DType dtype, ReduceOp op) {
@@ -97,8 +81,17 @@ void allreduce(const OpContext& ctx, void* buf, size_t count, DType dtype, Reduc
   if (algo == AllreduceAlgo::kRing && count < size_t(ctx.size)) {
     algo = AllreduceAlgo::kRecursiveDoubling;  // fewer elements than ranks: ring segments empty
   }
-  GW_LOG(kDebug, "allreduce seq ", ctx.seq, " ", bytes, " B on ", ctx.size,
-         " ranks: ", algo == AllreduceAlgo::kRing ? "ring" : "recursive doubling");
+  if (log_enabled(LogLevel::kDebug)) {
+    CostModel m = CostModel::for_context(ctx);
+    double ring = m.ring_allreduce(ctx.size, bytes);
+    double rd = m.recursive_doubling_allreduce(ctx.size, bytes);
+    bool is_ring = algo == AllreduceAlgo::kRing;
+    GW_LOG(kDebug, "allreduce seq ", ctx.seq, ": ", bytes, " B on ", ctx.size, " ranks over ",
+           m.link, ": ", is_ring ? "ring" : "recursive doubling", ", predicted ",
+           (is_ring ? ring : rd) * 1e3, " ms (", is_ring ? "recursive doubling " : "ring ",
+           (is_ring ? rd : ring) * 1e3, " ms)",
+           ctx.config->algo == "auto" ? "" : " [pinned by GRADWIRE_ALGO]");
+  }
   if (algo == AllreduceAlgo::kRing) {
     allreduce_ring(ctx, buf, count, dtype, op);
   } else {

@@ -63,7 +63,6 @@ Config Config::from_env() {
                  "' must be one of auto, ring, rd");
   }
   c.ring_chunk_bytes = env_bytes("GRADWIRE_RING_CHUNK_BYTES", c.ring_chunk_bytes);
-  c.small_message_bytes = env_bytes("GRADWIRE_SMALL_MESSAGE_BYTES", c.small_message_bytes);
   c.max_frame_bytes = env_bytes("GRADWIRE_MAX_FRAME_BYTES", c.max_frame_bytes);
   c.probe_seconds = env_seconds("GRADWIRE_PROBE_SECONDS", c.probe_seconds);
   if (const char* v = env("GRADWIRE_TRANSPORT")) {

@@ -8,18 +8,17 @@
 namespace gw {
 
 struct Config {
-  int log_level = 1;                      // GRADWIRE_LOG_LEVEL: error|warn|info|debug (or 0-3)
-  std::string socket_ifname;              // GRADWIRE_SOCKET_IFNAME: interface to listen on
-  std::string auth_token;                 // GRADWIRE_AUTH_TOKEN: shared job secret
-  std::string algo = "auto";              // GRADWIRE_ALGO: auto|ring|rd (allreduce algorithm)
-  size_t ring_chunk_bytes = 256 << 10;    // GRADWIRE_RING_CHUNK_BYTES: pipelining granularity
-  size_t small_message_bytes = 64 << 10;  // GRADWIRE_SMALL_MESSAGE_BYTES: rd below, ring above
-  size_t max_frame_bytes = 4 << 20;       // GRADWIRE_MAX_FRAME_BYTES: payload bytes per frame
-  double probe_seconds = 1.0;       // GRADWIRE_PROBE_SECONDS: wait for probe replies on timeout
-  std::string transport = "auto";   // GRADWIRE_TRANSPORT: auto|tcp|shm (same-host peers)
-  size_t shm_ring_bytes = 4 << 20;  // GRADWIRE_SHM_RING_BYTES: ring per same-host peer pair
-  std::string simd = "auto";         // GRADWIRE_SIMD: auto|generic (reduction kernels)
-  double spin_microseconds = 50;    // GRADWIRE_SPIN_US: busy-wait before sleeping
+  int log_level = 1;                    // GRADWIRE_LOG_LEVEL: error|warn|info|debug (or 0-3)
+  std::string socket_ifname;            // GRADWIRE_SOCKET_IFNAME: interface to listen on
+  std::string auth_token;               // GRADWIRE_AUTH_TOKEN: shared job secret
+  std::string algo = "auto";            // GRADWIRE_ALGO: auto|ring|rd (allreduce algorithm)
+  size_t ring_chunk_bytes = 256 << 10;  // GRADWIRE_RING_CHUNK_BYTES: pipelining granularity
+  size_t max_frame_bytes = 4 << 20;     // GRADWIRE_MAX_FRAME_BYTES: payload bytes per frame
+  double probe_seconds = 1.0;           // GRADWIRE_PROBE_SECONDS: wait for probe replies on timeout
+  std::string transport = "auto";       // GRADWIRE_TRANSPORT: auto|tcp|shm (same-host peers)
+  size_t shm_ring_bytes = 4 << 20;      // GRADWIRE_SHM_RING_BYTES: ring per same-host peer pair
+  std::string simd = "auto";            // GRADWIRE_SIMD: auto|generic (reduction kernels)
+  double spin_microseconds = 50;        // GRADWIRE_SPIN_US: busy-wait before sleeping
 
   // Parsed from the environment on first use; invalid values raise InvalidArgument naming
   // the variable.

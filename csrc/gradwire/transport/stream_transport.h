@@ -45,6 +45,7 @@ class StreamTransport : public Transport {
   void wait(Request* req) override;
   void abort(const std::string& reason) override;
   void request_abort(const std::string& reason) override;
+  bool all_peers_local() const override { return tcp_peers_ == 0; }
   uint64_t bytes_sent() const override { return bytes_sent_; }
   uint64_t bytes_received() const override { return bytes_received_; }
   // "shm" / "tcp" per peer ("self" for this rank), for diagnostics.

@@ -50,6 +50,9 @@ class Transport {
   // Thread-safe: the executing thread aborts with this reason at its next wait or op.
   virtual void request_abort(const std::string& reason) = 0;
 
+  // True when every peer is reached over shared memory (picks the cost model).
+  virtual bool all_peers_local() const = 0;
+
   // Bytes moved so far, for stats.
   virtual uint64_t bytes_sent() const = 0;
   virtual uint64_t bytes_received() const = 0;
