@@ -25,6 +25,11 @@ struct OpContext {
   void recv(int peer, uint32_t tag, void* data, size_t bytes, Request* req) const {
     transport->irecv(peer, MsgKey{seq, tag}, fp, data, bytes, req);
   }
+  // Receive and reduce into `data` as the bytes arrive (no staging copy).
+  void recv_reduce(int peer, uint32_t tag, void* data, size_t bytes, DType dtype, ReduceOp op,
+                   Request* req) const {
+    transport->irecv_reduce(peer, MsgKey{seq, tag}, fp, data, bytes, dtype, op, req);
+  }
   void wait(Request* req) const { transport->wait(req); }
   void wait_all(std::vector<Request>& reqs) const {
     for (auto& r : reqs) transport->wait(&r);

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "gradwire/common/error.h"
-#include "gradwire/reduce/reduce.h"
 
 namespace gw {
 namespace {
@@ -65,49 +64,36 @@ void ring_reduce_scatter(const OpContext& ctx, char* buf, const Segments& segs, 
   const size_t es = dtype_size(dtype);
   const Chunking ch(ctx, segs, es);
   const int right = ctx.mod(r + 1), left = ctx.mod(r - 1);
-  const size_t seg_bytes = segs.max_len() * es;
-  // Two staging halves: step s receives into half s % 2 while step s - 1's chunks are reduced.
-  std::vector<char> tmp(2 * seg_bytes);
   std::vector<Request> sreq(size_t(n - 1) * ch.chunks), rreq(size_t(n - 1) * ch.chunks);
 
-  auto send_seg = [&](int step) {
+  auto send_chunk = [&](int step, size_t c) {
     int seg = ctx.mod(r + k - 1 - step);
-    for (size_t c = 0; c < ch.chunks; ++c) {
-      size_t first, cnt;
-      ch.range(segs.len[seg], c, &first, &cnt);
-      ctx.send(right, ch.tag(kRingPhaseReduceScatter, step, c),
-               buf + (segs.offset[seg] + first) * es, cnt * es,
-               &sreq[size_t(step) * ch.chunks + c]);
-    }
+    size_t first, cnt;
+    ch.range(segs.len[seg], c, &first, &cnt);
+    ctx.send(right, ch.tag(kRingPhaseReduceScatter, step, c), buf + (segs.offset[seg] + first) * es,
+             cnt * es, &sreq[size_t(step) * ch.chunks + c]);
   };
+  // Received chunks reduce straight into their segment as they arrive. Step s + 1 is posted
+  // while step s completes; its segment is only sent at step s + 2, so nothing in flight reads it.
   auto post_recv = [&](int step) {
     int seg = ctx.mod(r + k - 2 - step);
-    char* stage = tmp.data() + (step % 2) * seg_bytes;
     for (size_t c = 0; c < ch.chunks; ++c) {
       size_t first, cnt;
       ch.range(segs.len[seg], c, &first, &cnt);
-      ctx.recv(left, ch.tag(kRingPhaseReduceScatter, step, c), stage + first * es, cnt * es,
-               &rreq[size_t(step) * ch.chunks + c]);
+      ctx.recv_reduce(left, ch.tag(kRingPhaseReduceScatter, step, c),
+                      buf + (segs.offset[seg] + first) * es, cnt * es, dtype, op,
+                      &rreq[size_t(step) * ch.chunks + c]);
     }
   };
 
   post_recv(0);
-  send_seg(0);
+  for (size_t c = 0; c < ch.chunks; ++c) send_chunk(0, c);
   for (int step = 0; step < n - 1; ++step) {
     if (step + 1 < n - 1) post_recv(step + 1);
-    int seg = ctx.mod(r + k - 2 - step);
-    char* stage = tmp.data() + (step % 2) * seg_bytes;
     for (size_t c = 0; c < ch.chunks; ++c) {
-      size_t first, cnt;
-      ch.range(segs.len[seg], c, &first, &cnt);
       ctx.wait(&rreq[size_t(step) * ch.chunks + c]);
-      reduce_into(buf + (segs.offset[seg] + first) * es, stage + first * es, cnt, dtype, op);
       // Forward the freshly reduced chunk as the next step's send.
-      if (step + 1 < n - 1) {
-        ctx.send(right, ch.tag(kRingPhaseReduceScatter, step + 1, c),
-                 buf + (segs.offset[seg] + first) * es, cnt * es,
-                 &sreq[size_t(step + 1) * ch.chunks + c]);
-      }
+      if (step + 1 < n - 1) send_chunk(step + 1, c);
     }
   }
   ctx.wait_all(sreq);

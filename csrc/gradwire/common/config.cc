@@ -64,6 +64,9 @@ Config Config::from_env() {
   }
   c.ring_chunk_bytes = env_bytes("GRADWIRE_RING_CHUNK_BYTES", c.ring_chunk_bytes);
   c.max_frame_bytes = env_bytes("GRADWIRE_MAX_FRAME_BYTES", c.max_frame_bytes);
+  // Frames must cut messages at element boundaries (reduce-on-receive relies on it).
+  GW_CHECK_ARG(c.max_frame_bytes >= 64, "GRADWIRE_MAX_FRAME_BYTES must be at least 64");
+  c.max_frame_bytes -= c.max_frame_bytes % 64;
   c.probe_seconds = env_seconds("GRADWIRE_PROBE_SECONDS", c.probe_seconds);
   if (const char* v = env("GRADWIRE_TRANSPORT")) {
     c.transport = v;

@@ -10,6 +10,7 @@
 
 #include "gradwire/common/error.h"
 #include "gradwire/common/logging.h"
+#include "gradwire/reduce/reduce.h"
 
 namespace gw {
 namespace {
@@ -152,30 +153,50 @@ void StreamTransport::isend(int dst, const MsgKey& key, const OpFingerprint& fp,
 
 void StreamTransport::irecv(int src, const MsgKey& key, const OpFingerprint& fp, void* data,
                             size_t bytes, Request* req) {
+  post(peer(src), PostedRecv{key, fp, static_cast<char*>(data), bytes, 0, req});
+}
+
+void StreamTransport::irecv_reduce(int src, const MsgKey& key, const OpFingerprint& fp, void* data,
+                                   size_t bytes, DType dtype, ReduceOp op, Request* req) {
+  GW_ENFORCE(bytes % dtype_size(dtype) == 0, "reduce receive of ", bytes, " bytes of ",
+             dtype_name(dtype));
+  PostedRecv r{key, fp, static_cast<char*>(data), bytes, 0, req};
+  r.reduce = true;
+  r.dtype = dtype;
+  r.op = op;
+  post(peer(src), r);
+}
+
+void StreamTransport::deliver(PostedRecv& r, const char* src, size_t offset, size_t n) {
+  if (r.reduce) {
+    reduce_into(r.buf + offset, src, n / dtype_size(r.dtype), r.dtype, r.op);
+  } else if (n) {
+    memcpy(r.buf + offset, src, n);
+  }
+}
+
+void StreamTransport::post(Peer& p, PostedRecv r) {
   throw_if_failed();
-  Peer& p = peer(src);
-  req->done = false;
-  bool reading_it = false;
+  r.req->done = false;
   for (auto u = p.unexpected.begin(); u != p.unexpected.end(); ++u) {
-    if (!(u->key == key)) continue;
-    check_match(p, u->fp, fp, key.seq, u->data.size(), bytes);
+    if (!(u->key == r.key)) continue;
+    check_match(p, u->fp, r.fp, r.key.seq, u->data.size(), r.size);
     if (p.rstate == ReadState::kPayload && !p.target_is_posted && p.unexpected_it == u) {
-      reading_it = true;  // a fragment is landing in it now; on_frame_done moves it over
-      break;
+      break;  // a fragment is landing in it now; on_frame_done moves it over
     }
-    memcpy(data, u->data.data(), u->got);
-    if (u->got == bytes) {
-      req->done = true;
-    } else {
-      check_open(p);  // the rest of the message can no longer come
-      p.posted.push_back(PostedRecv{key, fp, static_cast<char*>(data), bytes, u->got, req});
-    }
+    deliver(r, u->data.data(), 0, u->got);
+    r.got = u->got;
     p.unexpected.erase(u);
+    if (r.got == r.size) {
+      r.req->done = true;
+      return;
+    }
+    check_open(p);  // the rest of the message can no longer come
+    p.posted.push_back(r);
     return;
   }
-  (void)reading_it;
   check_open(p);
-  p.posted.push_back(PostedRecv{key, fp, static_cast<char*>(data), bytes, 0, req});
+  p.posted.push_back(r);
 }
 
 void StreamTransport::check_match(const Peer& p, const OpFingerprint& theirs,
@@ -319,6 +340,11 @@ bool StreamTransport::drive_reads(Peer& p) {
   while (p.open) {
     char* dst;
     size_t want;
+    if (p.rstate == ReadState::kPayload && p.target_is_posted && p.posted_it->reduce) {
+      if (!read_reducing(p)) return progress;
+      progress = true;
+      continue;
+    }
     if (p.rstate == ReadState::kHeader) {
       dst = reinterpret_cast<char*>(&p.hdr) + p.hdr_got;
       want = kHeaderBytes - p.hdr_got;
@@ -347,6 +373,36 @@ bool StreamTransport::drive_reads(Peer& p) {
   return progress;
 }
 
+// Reads the next piece of a payload that reduces into a posted buffer: whole elements are
+// reduced from the scratch buffer (hot in cache) straight into their destination, a trailing
+// partial element waits for the rest of its bytes. Returns false when nothing could be read.
+bool StreamTransport::read_reducing(Peer& p) {
+  if (p.scratch.empty()) p.scratch.resize(64 << 10);
+  PostedRecv& r = *p.posted_it;
+  const size_t es = dtype_size(r.dtype);
+  size_t want = std::min(p.remaining, p.scratch.size() - p.scratch_fill);
+  std::string why;
+  ssize_t n = p.ch->read(p.scratch.data() + p.scratch_fill, want, &why);
+  if (n < 0) {
+    peer_closed(p, why);
+    return false;
+  }
+  if (n == 0) return false;
+  bytes_received_ += size_t(n);
+  p.remaining -= size_t(n);
+  p.scratch_fill += size_t(n);
+  size_t whole = p.scratch_fill / es * es;
+  reduce_into(p.dst, p.scratch.data(), whole / es, r.dtype, r.op);
+  p.dst += whole;
+  p.scratch_fill -= whole;
+  if (p.scratch_fill) memmove(p.scratch.data(), p.scratch.data() + whole, p.scratch_fill);
+  if (p.remaining == 0) {
+    GW_ENFORCE(p.scratch_fill == 0, "frame payload is not a whole number of elements");
+    on_frame_done(p);
+  }
+  return true;
+}
+
 void StreamTransport::on_header(Peer& p) {
   const FrameHeader& h = p.hdr;
   std::string bad = validate_header(h, comm_id_, p.rank);
@@ -372,6 +428,7 @@ void StreamTransport::on_header(Peer& p) {
       if (it != p.posted.end()) {
         check_match(p, fp, it->fp, key.seq, h.msg_bytes, it->size);
         p.target_is_posted = true;
+        p.scratch_fill = 0;
         p.posted_it = it;
         p.dst = it->buf + h.offset;
       } else {
@@ -430,7 +487,7 @@ void StreamTransport::on_frame_done(Peer& p) {
 
 void StreamTransport::move_to_posted(Peer& p, std::list<Unexpected>::iterator u,
                                      std::list<PostedRecv>::iterator r) {
-  memcpy(r->buf, u->data.data(), u->got);
+  deliver(*r, u->data.data(), 0, u->got);
   r->got = u->got;
   p.unexpected.erase(u);
   if (r->got == r->size) {

@@ -42,6 +42,8 @@ class StreamTransport : public Transport {
              Request* req) override;
   void irecv(int peer, const MsgKey& key, const OpFingerprint& fp, void* data, size_t bytes,
              Request* req) override;
+  void irecv_reduce(int peer, const MsgKey& key, const OpFingerprint& fp, void* data, size_t bytes,
+                    DType dtype, ReduceOp op, Request* req) override;
   void wait(Request* req) override;
   void abort(const std::string& reason) override;
   void request_abort(const std::string& reason) override;
@@ -65,6 +67,9 @@ class StreamTransport : public Transport {
     size_t size;
     size_t got;
     Request* req;
+    bool reduce = false;  // irecv_reduce: buf = buf (op) payload instead of a copy
+    DType dtype = DType::kUInt8;
+    ReduceOp op = ReduceOp::kSum;
   };
   struct Unexpected {
     MsgKey key;
@@ -89,7 +94,10 @@ class StreamTransport : public Transport {
     bool target_is_posted = false;
     std::list<PostedRecv>::iterator posted_it;
     std::list<Unexpected>::iterator unexpected_it;
-    std::string control;        // payload of an ABORT frame
+    std::string control;  // payload of an ABORT frame
+    // Reduce-on-receive: payload goes through this cache-sized buffer into the reduction.
+    std::vector<char> scratch;
+    size_t scratch_fill = 0;
     std::string closed_reason;  // set when the peer's stream ended
   };
   struct ProbeReply {
@@ -109,6 +117,9 @@ class StreamTransport : public Transport {
   bool drive_reads(Peer& p);
   void on_header(Peer& p);
   void on_frame_done(Peer& p);
+  void post(Peer& p, PostedRecv r);
+  static void deliver(PostedRecv& r, const char* src, size_t offset, size_t n);
+  bool read_reducing(Peer& p);
   void move_to_posted(Peer& p, std::list<Unexpected>::iterator u,
                       std::list<PostedRecv>::iterator r);
   void check_match(const Peer& p, const OpFingerprint& theirs, const OpFingerprint& ours,

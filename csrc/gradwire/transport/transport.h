@@ -39,6 +39,11 @@ class Transport {
   virtual void irecv(int peer, const MsgKey& key, const OpFingerprint& fp, void* data, size_t bytes,
                      Request* req) = 0;
 
+  // Like irecv, but reduces the payload into `data` (data[i] = data[i] op payload[i]) as it
+  // arrives, with no staging copy of the whole message.
+  virtual void irecv_reduce(int peer, const MsgKey& key, const OpFingerprint& fp, void* data,
+                            size_t bytes, DType dtype, ReduceOp op, Request* req) = 0;
+
   // Drives IO until req is done. Throws TimeoutError past the op deadline, PeerError when a peer
   // fails, MismatchError when a peer runs a different op. After any throw the transport is
   // aborted: every later call throws the same error.
