@@ -16,7 +16,7 @@ void reduce(const OpContext& ctx, void* buf, size_t count, DType dtype, ReduceOp
     return;
   }
   const int vr = ctx.mod(ctx.rank - root);
-  std::vector<char> scratch, tmp(bytes);
+  std::vector<char> scratch;
   char* acc = static_cast<char*>(buf);
   if (vr != 0) {
     scratch.assign(acc, acc + bytes);
@@ -30,9 +30,8 @@ void reduce(const OpContext& ctx, void* buf, size_t count, DType dtype, ReduceOp
       return;
     }
     if (vr + mask < n) {
-      ctx.recv(ctx.mod(vr + mask + root), uint32_t(mask), tmp.data(), bytes, &req);
+      ctx.recv_reduce(ctx.mod(vr + mask + root), uint32_t(mask), acc, bytes, dtype, op, &req);
       ctx.wait(&req);
-      reduce_into(acc, tmp.data(), count, dtype, op);
     }
   }
   if (op == ReduceOp::kAvg) divide_by(acc, count, dtype, n);
