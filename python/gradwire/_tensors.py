@@ -41,9 +41,11 @@ REDUCE_CODES = {
 }
 
 
-def dtype_code(t: torch.Tensor, rank: int, what: str) -> int:
+def dtype_code(t: torch.Tensor, rank, what: str) -> int:
+    """The engine's code for t's dtype; `rank` (an int or a callable) is only for the error."""
     code = DTYPE_CODES.get(t.dtype)
     if code is None:
+        rank = rank() if callable(rank) else rank
         supported = ", ".join(str(d).replace("torch.", "") for d in DTYPE_CODES)
         raise InvalidArgumentError(
             f"rank {rank}: {what} has dtype {t.dtype}, which gradwire does not support "
@@ -52,13 +54,18 @@ def dtype_code(t: torch.Tensor, rank: int, what: str) -> int:
     return code
 
 
-def reduce_code(op, rank: int) -> int:
-    # ReduceOp values arrive as ReduceOp objects or as RedOpType enum members.
-    key = op if not hasattr(op, "op") else op.op
-    for k, v in REDUCE_CODES.items():
-        if key == k:
-            return v
-    raise InvalidArgumentError(f"rank {rank}: unsupported reduce op {op!r}")
+# RedOpType values are ints underneath; PREMUL_SUM and unknown ops have no entry.
+_REDUCE_BY_INT = {int(k): v for k, v in REDUCE_CODES.items()}
+
+
+def reduce_code(op, rank) -> int:
+    """The engine's code for a ReduceOp (object or RedOpType); `rank` only for the error."""
+    key = op.op if hasattr(op, "op") else op
+    try:
+        return _REDUCE_BY_INT[int(key)]
+    except (KeyError, TypeError, ValueError):
+        rank = rank() if callable(rank) else rank
+        raise InvalidArgumentError(f"rank {rank}: unsupported reduce op {op!r}") from None
 
 
 @dataclass

@@ -182,7 +182,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         if len(tensors) != 1:
             return self._allreduce_flat(tensors, op, opts)
         t = tensors[0]
-        dt, rc = dtype_code(t, self.rank(), "allreduce tensor"), reduce_code(op, self.rank())
+        dt, rc = dtype_code(t, self.rank, "allreduce tensor"), reduce_code(op, self.rank)
         s = stage(t, writable=True)
         return self._submit(
             lambda done, il: self._comm.allreduce(s.ptr, s.count, dt, rc, done, il),
@@ -201,8 +201,8 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         for i, t in enumerate(tensors):
             if t.dtype != tensors[0].dtype:
                 raise self._err(f"coalesced tensors must share a dtype: [{i}] is {t.dtype}")
-        dt = dtype_code(tensors[0], self.rank(), "allreduce tensor")
-        rc = reduce_code(op, self.rank())
+        dt = dtype_code(tensors[0], self.rank, "allreduce tensor")
+        rc = reduce_code(op, self.rank)
         flat = _flat_cpu(tensors)
         return self._submit(
             lambda done, il: self._comm.allreduce(flat.data_ptr(), flat.numel(), dt, rc, done, il),
@@ -216,7 +216,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         t = self._one(tensors, "broadcast")
         root = opts.rootRank if opts is not None else 0
         self._check_root(root, "broadcast")
-        dt = dtype_code(t, self.rank(), "broadcast tensor")
+        dt = dtype_code(t, self.rank, "broadcast tensor")
         s = stage(t, writable=True)
         return self._submit(
             lambda done, il: self._comm.broadcast(s.ptr, s.count, dt, root, done, il),
@@ -230,7 +230,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         root = opts.rootRank if opts is not None else 0
         self._check_root(root, "reduce")
         op = opts.reduceOp if opts is not None else dist.ReduceOp.SUM
-        dt, rc = dtype_code(t, self.rank(), "reduce tensor"), reduce_code(op, self.rank())
+        dt, rc = dtype_code(t, self.rank, "reduce tensor"), reduce_code(op, self.rank)
         s = stage(t, writable=True)
         return self._submit(
             lambda done, il: self._comm.reduce(s.ptr, s.count, dt, rc, root, done, il),
@@ -243,7 +243,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         inp = self._one(input_tensors, "gather")
         root = opts.rootRank if opts is not None else 0
         self._check_root(root, "gather")
-        dt = dtype_code(inp, self.rank(), "gather input")
+        dt = dtype_code(inp, self.rank, "gather input")
         s_in = stage(inp, writable=False)
         if self.rank() == root:
             if len(output_tensors) != 1 or len(output_tensors[0]) != self.size():
@@ -268,7 +268,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         out = self._one(output_tensors, "scatter")
         root = opts.rootRank if opts is not None else 0
         self._check_root(root, "scatter")
-        dt = dtype_code(out, self.rank(), "scatter output")
+        dt = dtype_code(out, self.rank, "scatter output")
         s_out = stage(out, writable=True)
         if self.rank() == root:
             if len(input_tensors) != 1 or len(input_tensors[0]) != self.size():
@@ -313,7 +313,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         for i, t in enumerate(inputs):
             if t.dtype != inputs[0].dtype:
                 raise self._err(f"coalesced tensors must share a dtype: [{i}] is {t.dtype}")
-        dt = dtype_code(inputs[0], self.rank(), "allgather input")
+        dt = dtype_code(inputs[0], self.rank, "allgather input")
         flat_in = _flat_cpu(inputs)
         n = flat_in.numel()
         flat_out = torch.empty(self.size() * n, dtype=inputs[0].dtype)
@@ -337,7 +337,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
                 f"all_gather_into_tensor output must hold {self.size()} x {input.numel()} "
                 f"{input.dtype} elements, got {output.numel()} {output.dtype}"
             )
-        dt = dtype_code(input, self.rank(), "allgather input")
+        dt = dtype_code(input, self.rank, "allgather input")
         s_in, s_out = stage(input, writable=False), stage(output, writable=True)
         return self._submit(
             lambda done, il: self._comm.allgather(s_in.ptr, s_out.ptr, s_in.count, dt, done, il),
@@ -379,8 +379,8 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             )
         op = opts.reduceOp if opts is not None else dist.ReduceOp.SUM
         dt, rc = (
-            dtype_code(input, self.rank(), "reduce_scatter input"),
-            reduce_code(op, self.rank()),
+            dtype_code(input, self.rank, "reduce_scatter input"),
+            reduce_code(op, self.rank),
         )
         s_in, s_out = stage(input, writable=False), stage(output, writable=True)
         return self._submit(
@@ -412,8 +412,8 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         for i, t in enumerate(outputs):
             if t.dtype != outputs[0].dtype or inputs[i].dtype != t.dtype:
                 raise self._err(f"coalesced tensors must share a dtype: [{i}] is {t.dtype}")
-        dt = dtype_code(outputs[0], self.rank(), "reduce_scatter output")
-        rc = reduce_code(op, self.rank())
+        dt = dtype_code(outputs[0], self.rank, "reduce_scatter output")
+        rc = reduce_code(op, self.rank)
         n = sum(o.numel() for o in outputs)
         # Rank-major layout: block r = concatenation of every input's r-th block.
         blocks = [inp.reshape(self.size(), -1) for inp in inputs]
@@ -440,7 +440,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         for t in list(output_tensors) + list(input_tensors):
             if t.dtype != ref.dtype:
                 raise self._err(f"all_to_all tensors must share a dtype ({t.dtype} vs {ref.dtype})")
-        dt = dtype_code(ref, self.rank(), "all_to_all tensor")
+        dt = dtype_code(ref, self.rank, "all_to_all tensor")
         flat_in = _flat_cpu(input_tensors)
         flat_out = torch.empty(sum(t.numel() for t in output_tensors), dtype=ref.dtype)
         sc = [t.numel() for t in input_tensors]
@@ -459,7 +459,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             raise self._err(f"all_to_all_single dtypes differ: {output.dtype} vs {input.dtype}")
         sc = self._split_counts(input, input_split_sizes, "input")
         rc = self._split_counts(output, output_split_sizes, "output")
-        dt = dtype_code(input, self.rank(), "all_to_all_single input")
+        dt = dtype_code(input, self.rank, "all_to_all_single input")
         s_in, s_out = stage(input, writable=False), stage(output, writable=True)
         return self._submit(
             lambda done, il: self._comm.alltoall(s_in.ptr, s_out.ptr, sc, rc, dt, done, il),
@@ -497,7 +497,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
     def send(self, tensors, dst, tag=0):
         t = self._one(tensors, "send")
         self._check_peer(dst, "send destination")
-        dt = dtype_code(t, self.rank(), "send tensor")
+        dt = dtype_code(t, self.rank, "send tensor")
         s = stage(t, writable=False)
         return self._submit(
             lambda done, il: self._comm.send(s.ptr, s.count, dt, dst, tag, done, il), [t]
@@ -506,7 +506,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
     def recv(self, tensors, src, tag=0):
         t = self._one(tensors, "recv")
         self._check_peer(src, "recv source")
-        dt = dtype_code(t, self.rank(), "recv tensor")
+        dt = dtype_code(t, self.rank, "recv tensor")
         s = stage(t, writable=True)
         return self._submit(
             lambda done, il: self._comm.recv(s.ptr, s.count, dt, src, tag, done, il),
