@@ -15,6 +15,8 @@ $(VENV)/.deps-installed:
 	# torch first (the CPU wheel); the build needs it importable for the torch adapter.
 	$(PIP) install -q "$(TORCH_SPEC)" numpy
 	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib
+	# the launcher (python-hostlist, pyyaml) and its manifest tests (kubernetes-validate)
+	$(PIP) install -q python-hostlist pyyaml kubernetes-validate
 	touch $@
 
 $(VENV)/.gradwire-installed: $(VENV)/.deps-installed $(SOURCES)
