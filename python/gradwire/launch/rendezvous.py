@@ -107,17 +107,18 @@ class Rendezvous:
                 last = f"{self.addr} does not resolve yet: {e}"
                 time.sleep(min(1.0, max(remaining, 0)))
                 continue
+            # Probe with a plain socket first: quiet, and bounded by our deadline (torch's
+            # client logs every failed attempt and retries on its own schedule).
             try:
-                # Short attempts, so a signal or the deadline is noticed between them.
-                return TCPStore(
-                    self.addr,
-                    self.port,
-                    None,
-                    False,
-                    timedelta(seconds=max(1.0, min(remaining, 5.0))),
-                )
-            except Exception as e:  # noqa: BLE001
-                last = f"resolved to {ip}; last error: {str(e).splitlines()[0]}"
+                with socket.create_connection((ip, self.port), timeout=min(remaining, 2.0)):
+                    pass
+            except OSError as e:
+                last = f"resolved to {ip}; {e.strerror or e}"
+                time.sleep(min(0.5, max(deadline - time.monotonic(), 0)))
+                continue
+            return TCPStore(
+                self.addr, self.port, None, False, timedelta(seconds=max(self.timeout, 1))
+            )
 
     def _get(self, key: str) -> str:
         self._wait_for(lambda: self.store.check([key]), f"key {key}")

@@ -27,8 +27,14 @@ DETECTORS: Dict[str, Callable[[Mapping[str, str], Host], Optional[Detected]]] = 
 __all__ = ["DETECTORS", "Detected", "Host", "detect"]
 
 
-def local() -> Detected:
-    return Detected(source="local", master_addr="127.0.0.1")
+def local(env: Mapping[str, str]) -> Detected:
+    d = Detected(source="local", master_addr="127.0.0.1")
+    if env.get("SLURM_JOB_ID") and not env.get("SLURM_STEP_ID"):
+        d.notes.append(
+            "inside a SLURM batch script, not an srun task: this runs on this node only; "
+            "use `srun gradwire run ...` to use the whole allocation"
+        )
+    return d
 
 
 def detect(env: Mapping[str, str], host: Optional[Host] = None, source: str = "auto") -> Detected:
@@ -38,7 +44,7 @@ def detect(env: Mapping[str, str], host: Optional[Host] = None, source: str = "a
     """
     host = host or Host()
     if source == "none":
-        return local()
+        return local(env)
     if source != "auto":
         if source not in DETECTORS:
             raise LaunchError(
@@ -52,4 +58,4 @@ def detect(env: Mapping[str, str], host: Optional[Host] = None, source: str = "a
         found = fn(env, host)
         if found is not None:
             return found
-    return local()
+    return local(env)
