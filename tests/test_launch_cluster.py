@@ -7,10 +7,12 @@ advertise, route and rendezvous across hosts. Needs root; installs what is missi
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -92,6 +94,21 @@ def test_slurm_srun_six_tasks_on_three_nodes(slurm, workdir):
     assert "slurm: 6 ranks on 3 node(s)" in r.stderr
 
 
+def wait_for_job(job_id: str, timeout: float) -> str:
+    """Poll the controller (sbatch --wait polls at intervals of many seconds)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                              text=True, timeout=30).stdout  # fmt: skip
+        m = re.search(r"JobState=(\S+).*?ExitCode=(\S+)", info)
+        if m and m.group(1) not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+            return f"{m.group(1)} exit {m.group(2)}"
+        if time.monotonic() > deadline:
+            subprocess.run(["scancel", job_id], timeout=30)
+            return f"still {m.group(1) if m else 'unknown'} after {timeout:.0f}s (cancelled)"
+        time.sleep(0.5)
+
+
 def test_slurm_sbatch_one_launcher_per_node(slurm, workdir):
     job = workdir / "job.sh"
     job.write_text(
@@ -101,10 +118,13 @@ def test_slurm_sbatch_one_launcher_per_node(slurm, workdir):
         f"srun {PY} -m gradwire.run --nproc-per-node 2 {TRAIN}\n"
     )
     env = clean_env(TEST_OUT=str(workdir / "out"))
-    r = subprocess.run(["sbatch", "--wait", f"--chdir={workdir}", str(job)], env=env,
-                       capture_output=True, text=True, timeout=180)  # fmt: skip
+    r = subprocess.run(["sbatch", "--parsable", f"--chdir={workdir}", str(job)], env=env,
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip().split(";")[0]
+    state = wait_for_job(job_id, timeout=180)
     logs = "".join(p.read_text() for p in workdir.glob("slurm-*.out"))
-    assert r.returncode == 0, r.stdout + r.stderr + logs
+    assert state.startswith("COMPLETED"), f"job {job_id}: {state}\n{logs}"
     check_world(workdir / "out", 6, 2, "slurm", ["node01", "node02", "node03"])
 
 
