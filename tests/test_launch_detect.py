@@ -54,7 +54,7 @@ def test_slurm_srun_task():
     assert (p.launcher_rank, p.launchers, p.nproc, p.world_size) == (4, 6, 1, 6)
     assert p.locality() == Locality(local_launcher_rank=0, local_launchers=2, node_rank=2, nnodes=3)
     assert p.master_addr == "node01"
-    assert 20000 <= p.master_port < 40000
+    assert 20000 <= p.master_port < 32000
     env = p.rank_env(0, p.locality())
     assert env["RANK"] == "4" and env["LOCAL_RANK"] == "0" and env["LOCAL_WORLD_SIZE"] == "2"
     assert env["GROUP_RANK"] == "2" and env["WORLD_SIZE"] == "6"
@@ -188,6 +188,14 @@ def test_indexed_job_master_from_pod_fqdn():
     assert d.source == "indexed-job"
     assert p.master_addr == "train-0.train.team-a.svc.cluster.local"
     assert (p.launcher_rank, p.world_size, p.ranks()) == (2, 8, [4, 5])
+
+
+def test_jobset_pod_names():
+    # JobSet pods: <jobset>-<replicated job>-<job index>-<pod index>, subdomain <jobset>
+    host = Host("bert-node-0-3", "bert-node-0-3.bert.default.svc.cluster.local")
+    d, p = plan_for({"JOB_COMPLETION_INDEX": "3"}, host, nnodes=4)
+    assert p.master_addr == "bert-node-0-0.bert.default.svc.cluster.local"
+    assert (p.launcher_rank, p.world_size) == (3, 4)
 
 
 def test_indexed_job_without_subdomain_says_so():

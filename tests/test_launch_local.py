@@ -101,6 +101,36 @@ def test_sigterm_is_forwarded_to_the_workers(tmp_path):
     assert [(tmp_path / f"term{r}").read_text() for r in (0, 1)] == ["SIGTERM", "SIGTERM"]
 
 
+def test_losing_launcher_0_is_a_clear_error(tmp_path):
+    """Launcher 0 hosts the store; if it dies, the others stop their workers and say so."""
+    port = free_port()
+    common = ["--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(port)]
+    env = clean_env(TEST_SIGTERM_DIR=str(tmp_path))
+    procs = [subprocess.Popen(GRADWIRE + common + ["--node-rank", str(n), str(TRAIN)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for n in (0, 1)]  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"ready{r}").exists() for r in (0, 1)):
+            assert time.monotonic() < deadline, "workers never started"
+            time.sleep(0.1)
+        time.sleep(0.2)  # the pid is written
+        procs[0].kill()  # launcher 0 vanishes without a word; its worker is orphaned
+        _, err = procs[1].communicate(timeout=60)
+    finally:
+        for p in procs:
+            p.kill()
+        orphan = tmp_path / "ready0"
+        if orphan.exists() and orphan.read_text():
+            try:
+                os.kill(int(orphan.read_text()), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert procs[1].returncode == 1, err
+    assert f"lost the rendezvous store at 127.0.0.1:{port}" in err
+    assert (tmp_path / "term1").read_text() == "SIGTERM"  # its worker was stopped
+
+
 def test_unreachable_rendezvous_is_a_clear_error():
     port = free_port()
     t0 = time.monotonic()

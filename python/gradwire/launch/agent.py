@@ -10,6 +10,8 @@ import signal
 import time
 from typing import Dict, List, Mapping, Optional
 
+from torch.distributed import DistError
+
 from gradwire.launch import address
 from gradwire.launch.errors import LaunchError
 from gradwire.launch.output import Output, say
@@ -104,7 +106,7 @@ class Agent:
             except LaunchError:
                 self._stop_group()
                 raise
-            except RuntimeError as e:  # a torch store call failed: launcher 0 is gone
+            except DistError as e:  # a torch store call failed: launcher 0 is gone
                 self._stop_group()
                 raise LaunchError(
                     f"lost the rendezvous store at {self.plan.master_addr}:"

@@ -20,7 +20,7 @@ import time
 from datetime import timedelta
 from typing import Callable, List, Optional
 
-from torch.distributed import TCPStore
+from torch.distributed import DistError, TCPStore
 
 from gradwire.launch.errors import LaunchError
 
@@ -203,5 +203,5 @@ class Rendezvous:
                 )
             else:
                 self.store.add(f"gw/r{rnd}/bye", 1)
-        except (Stopped, RuntimeError):
+        except (Stopped, DistError):
             pass

@@ -46,7 +46,8 @@ def main() -> int:
             sys.exit(0)
 
         signal.signal(signal.SIGTERM, on_term)
-        open(os.path.join(out, f"ready{rank}"), "w").close()
+        with open(os.path.join(out, f"ready{rank}"), "w") as f:
+            f.write(str(os.getpid()))
         time.sleep(120)
         return 3
     dist.init_process_group("gradwire")

@@ -38,9 +38,11 @@ class EnvReader:
             ) from None
 
 
-def port_from_id(job_id: str, base: int = 20000, span: int = 20000) -> int:
+def port_from_id(job_id: str, base: int = 20000, span: int = 12000) -> int:
     """A port derived from a job identifier that every process of the job sees.
 
     Jobs sharing a host then rarely pick the same port; MASTER_PORT or --master-port wins.
+    The range stays below Linux's default ephemeral ports (32768+), which outgoing
+    connections may hold.
     """
     return base + zlib.crc32(job_id.encode()) % span
