@@ -9,7 +9,8 @@ TORCH_SPEC ?= torch==2.13.0
 
 setup: $(VENV)/.gradwire-installed
 
-$(VENV)/.deps-installed:
+# Re-run when this file changes, so existing environments get newly added packages.
+$(VENV)/.deps-installed: Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first (the CPU wheel); the build needs it importable for the torch adapter.

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Mapping, Optional
 
-import hostlist
-
 from gradwire.launch.detect.detected import Detected, Host
 from gradwire.launch.detect.util import EnvReader, port_from_id
 from gradwire.launch.errors import LaunchError
@@ -26,6 +24,12 @@ def detect(env: Mapping[str, str], host: Host) -> Optional[Detected]:
         r.str("SLURM_STEP_NODELIST") or r.str("SLURM_JOB_NODELIST") or r.str("SLURM_NODELIST")
     )
     tasks_per_node = r.str("SLURM_STEP_TASKS_PER_NODE") or r.str("SLURM_TASKS_PER_NODE")
+    try:
+        import hostlist
+    except ImportError:
+        raise LaunchError(
+            "slurm: reading SLURM's node lists needs python-hostlist (pip install python-hostlist)"
+        ) from None
     if ntasks is None or nodelist is None:
         raise LaunchError(
             "slurm: SLURM_PROCID is set but SLURM_NTASKS/SLURM_JOB_NODELIST are not; "
