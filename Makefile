@@ -9,12 +9,15 @@ TORCH_SPEC ?= torch==2.13.0
 
 setup: $(VENV)/.gradwire-installed
 
-$(VENV)/.deps-installed:
+# Re-run when this file changes, so existing environments get newly added packages.
+$(VENV)/.deps-installed: Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first (the CPU wheel); the build needs it importable for the torch adapter.
 	$(PIP) install -q "$(TORCH_SPEC)" numpy
 	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib
+	# the launcher (python-hostlist, pyyaml) and its manifest tests (kubernetes-validate)
+	$(PIP) install -q python-hostlist pyyaml kubernetes-validate
 	touch $@
 
 $(VENV)/.gradwire-installed: $(VENV)/.deps-installed $(SOURCES)
