@@ -1,0 +1,146 @@
+"""The measurement loop that runs on every rank.
+
+For each collective x type x size x placement: allocate, bind the call, fill the check pattern
+and run once to count wrong elements, warm up, then time repetitions, each after a barrier and
+each timed around the call alone. Every rank then shares its times; a repetition's time is that
+of its slowest rank (the collective is done when the last rank is), and the row reports
+statistics over repetitions.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from gradwire.bench import buffers
+from gradwire.bench.backends import Backend, Call
+from gradwire.bench.check import Pattern, count_wrong, expected_fn
+from gradwire.bench.collectives import IN_PLACE, Collective, Layout
+from gradwire.bench.dtypes import DType
+from gradwire.bench.options import Options
+from gradwire.bench.results import Row, Timing, bandwidths
+
+
+def plan(opts: Options, backend: Backend) -> Iterator[Tuple[Collective, DType, List[int]]]:
+    """(collective, type, sizes) in run order; barrier has the single size 0."""
+    for coll in opts.collectives:
+        for dtype in opts.dtypes if coll.sized else opts.dtypes[:1]:
+            sizes = [s for s in opts.sizes if coll.layout(s, dtype.itemsize, backend.size)]
+            yield coll, dtype, sizes if coll.sized else [0]
+
+
+def placements(opts: Options, backend: Backend, coll: Collective) -> List[str]:
+    return [p for p in opts.placements if backend.supports(coll, p)]
+
+
+def count_steps(opts: Options, backend: Backend) -> int:
+    return sum(
+        len(sizes) * len(placements(opts, backend, c)) for c, _, sizes in plan(opts, backend)
+    )
+
+
+def measure_size(
+    opts: Options, backend: Backend, coll: Collective, dtype: DType, nbytes: int, place: str
+) -> Row:
+    world = backend.size
+    layout = coll.layout(nbytes, dtype.itemsize, world)
+    send, recv = _buffers(backend, coll, dtype, layout, place)
+    root = opts.root if coll.rooted else -1
+    redop = opts.redop if coll.reduces else "none"
+    call = Call(dtype, opts.redop, max(root, 0), layout.count, place == IN_PLACE)
+    run = backend.bind(coll, send, recv, call)
+
+    wrong = _check(opts, backend, coll, dtype, layout, send, recv, run) if opts.check else 0
+    warm = _warm_up(backend, run, opts.warmup)
+    shared = backend.allgather_f64(np.array([wrong, warm]))
+    iters = _iterations(opts, float(shared[:, 1].max()))
+
+    times = np.empty(iters)
+    for i in range(iters):
+        backend.barrier()
+        t0 = time.perf_counter()
+        run()
+        times[i] = time.perf_counter() - t0
+    slowest = backend.allgather_f64(times).max(axis=0)
+
+    timing = Timing.of(slowest)
+    alg, bus = bandwidths(layout.nbytes, timing.median, coll.busbw_factor(world))
+    return Row(
+        backend=backend.name,
+        op=coll.name,
+        dtype=dtype.name,
+        redop=redop,
+        root=root,
+        world=world,
+        nbytes=layout.nbytes,
+        count=layout.count,
+        placement=place,
+        iters=iters,
+        wrong=int(shared[:, 0].sum()) if opts.check and coll.sized else None,
+        time=timing,
+        algbw=alg,
+        busbw=bus,
+        label=opts.label or backend.name,
+    )
+
+
+def _buffers(backend: Backend, coll: Collective, dtype: DType, layout: Layout, place: str):
+    if place == IN_PLACE:
+        whole = backend.alloc(max(layout.send, layout.recv), dtype)
+        s, r = coll.in_place_views(backend.rank, layout)
+        return whole[s], whole[r]
+    return backend.alloc(layout.send, dtype), backend.alloc(layout.recv, dtype)
+
+
+def _check(opts, backend, coll, dtype, layout, send, recv, run) -> int:
+    """Elements of this rank's result that differ from what the pattern must give."""
+    if not coll.sized:
+        return 0
+    pattern = Pattern(opts.redop, backend.size, dtype.exact)
+    # a result the call never wrote must not pass for a right one; in place, the send pattern
+    # written next overwrites this where the buffers overlap
+    buffers.fill(recv, layout.recv, lambda lo, hi: np.full(hi - lo, -1, dtype=np.int64))
+    buffers.fill(send, layout.send, lambda lo, hi: pattern.values(backend.rank, lo, hi))
+    run()
+    if coll.name == "reduce" and backend.rank != opts.root:
+        return 0  # only the root's buffer is defined after a reduce
+    expected = expected_fn(coll, pattern, layout, backend.rank, opts.root)
+    return count_wrong(lambda lo, hi: buffers.read(recv, lo, hi), expected, layout.recv, dtype)
+
+
+def _warm_up(backend: Backend, run: Callable[[], None], n: int) -> float:
+    """Median time of the warm-up calls (0 when there are none)."""
+    times = []
+    for _ in range(n):
+        backend.barrier()
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)) if times else 0.0
+
+
+def _iterations(opts: Options, warm: float) -> int:
+    if opts.budget is None or warm <= 0:
+        return opts.iters
+    return int(min(opts.iters, max(opts.min_iters, opts.budget // warm)))
+
+
+def run_all(
+    opts: Options, backend: Backend, on_table: Optional[Callable] = None, progress=None
+) -> List[Row]:
+    """Measure everything `opts` selects; `on_table(coll, dtype, rows)` after each table."""
+    rows: List[Row] = []
+    for coll, dtype, sizes in plan(opts, backend):
+        backend.check_supported(dtype, opts.redop if coll.reduces else "sum")
+        table: List[Row] = []
+        for nbytes in sizes:
+            for place in placements(opts, backend, coll):
+                table.append(measure_size(opts, backend, coll, dtype, nbytes, place))
+                if progress is not None:
+                    progress.step(f"{coll.name} {dtype.name} {nbytes}B {place}")
+        if on_table is not None:
+            on_table(coll, dtype, table)
+        rows += table
+    return rows
