@@ -14,7 +14,7 @@ $(VENV)/.deps-installed:
 	$(PIP) install -q --upgrade pip
 	# torch first (the CPU wheel); the build needs it importable for the torch adapter.
 	$(PIP) install -q "$(TORCH_SPEC)" numpy
-	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib mpi4py
 	touch $@
 
 $(VENV)/.gradwire-installed: $(VENV)/.deps-installed $(SOURCES)
