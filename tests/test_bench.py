@@ -143,3 +143,27 @@ def test_docstring_examples():
         module = importlib.import_module(info.name)
         failed, _ = doctest.testmod(module)
         assert failed == 0, info.name
+
+
+@pytest.mark.timeout(300)
+def test_compare_writes_tables_ratios_and_plots(tmp_path):
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "compare")
+    args = ["--name", "t", "--out", str(tmp_path), "--peers", "gradwire,gloo", "--rounds", "2"]
+    args += ["-b", "64", "-e", "1K", "-f", "16", "-n", "2", "-w", "1", "--note", "test run"]
+    env = dict(os.environ, PYTHON=sys.executable)
+    p = subprocess.run([script, *args], capture_output=True, text=True, timeout=280, env=env)
+    assert p.returncode == 0, p.stderr
+    out = tmp_path / "t"
+    data = json.loads((out / "results.json").read_text())
+    assert data["schema"] == "gradwire-compare/1" and data["meta"]["failures"] == []
+    assert len(data["meta"]["runs"]) == 4  # 2 peers x 2 rounds
+    points = data["points"]
+    assert {(pt["peer"], pt["nbytes"]) for pt in points} == {
+        (peer, size) for peer in ("gradwire", "gloo") for size in (64, 1024)
+    }
+    assert all(len(pt["rounds"]) == 2 and pt["wrong"] == 0 for pt in points)
+    assert {(r["fast"], r["peer"]) for r in data["ratios"]} == {("gradwire", "gloo")}
+    md = (out / "results.md").read_text()
+    assert "## Targets summary" in md and "gradwire vs gloo" in md and "> **test run**" in md
+    for png in ("ratios.png", "absolute.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"

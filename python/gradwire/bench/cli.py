@@ -65,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a("--min-iters", type=int, default=5, help="repetitions a --budget keeps (default 5)")
     a("-c", "--check", type=int, choices=(0, 1), default=1, help="count wrong results (default 1)")
-    a("--placement", default="out,in", help="out, in or out,in (default both)")
+    a(
+        "--placement",
+        default="out,in",
+        help="out, in, out,in (default), or primary: the one every backend has (in-place for "
+        "allreduce, broadcast, reduce; out-of-place for the others)",
+    )
     a("--backend", default="gradwire", help=f"one of {', '.join(BACKENDS)} (default gradwire)")
     a(
         "--np",

@@ -26,6 +26,7 @@ from gradwire.bench.errors import BenchUsageError
 
 OUT_OF_PLACE, IN_PLACE = "out", "in"
 PLACEMENTS = (OUT_OF_PLACE, IN_PLACE)
+PRIMARY = "primary"  # as a placement choice: each collective's `primary` placement
 
 
 class Layout(NamedTuple):

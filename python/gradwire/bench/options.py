@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple
 
-from gradwire.bench.collectives import PLACEMENTS, REDOPS, Collective
+from gradwire.bench.collectives import PLACEMENTS, PRIMARY, REDOPS, Collective
 from gradwire.bench.dtypes import DType
 from gradwire.bench.errors import BenchUsageError
 
@@ -47,8 +47,8 @@ class Options:
         if self.timeout <= 0:
             raise BenchUsageError(f"--timeout must be positive, got {self.timeout}")
         for p in self.placements:
-            if p not in PLACEMENTS:
-                raise BenchUsageError(f"unknown placement '{p}' (out, in)")
+            if p not in PLACEMENTS + (PRIMARY,):
+                raise BenchUsageError(f"unknown placement '{p}' (out, in, primary)")
         return self
 
     def check_world(self, world: int) -> None:

@@ -41,9 +41,10 @@ def size_axis(ax, sizes: List[int]) -> None:
 
 def plain_log_y(ax) -> None:
     """Log y axis with plain numbers (300, 1000) instead of 3x10^2."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
 

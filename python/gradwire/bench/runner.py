@@ -17,7 +17,7 @@ import numpy as np
 from gradwire.bench import buffers
 from gradwire.bench.backends import Backend, Call
 from gradwire.bench.check import Pattern, count_wrong, expected_fn
-from gradwire.bench.collectives import IN_PLACE, Collective, Layout
+from gradwire.bench.collectives import IN_PLACE, PRIMARY, Collective, Layout
 from gradwire.bench.dtypes import DType
 from gradwire.bench.options import Options
 from gradwire.bench.results import Row, Timing, bandwidths
@@ -32,7 +32,8 @@ def plan(opts: Options, backend: Backend) -> Iterator[Tuple[Collective, DType, L
 
 
 def placements(opts: Options, backend: Backend, coll: Collective) -> List[str]:
-    return [p for p in opts.placements if backend.supports(coll, p)]
+    chosen = [coll.primary if p == PRIMARY else p for p in opts.placements]
+    return [p for p in dict.fromkeys(chosen) if backend.supports(coll, p)]
 
 
 def count_steps(opts: Options, backend: Backend) -> int:
