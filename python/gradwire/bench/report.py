@@ -43,7 +43,13 @@ def _side(row: Optional[Row]) -> str:
     if row is None:
         return f"{'n/a':>9} {'n/a':>7} {'n/a':>7} {'n/a':>6}"
     wrong = "N/A" if row.wrong is None else str(row.wrong)
-    return f"{row.time.median * 1e6:>9.2f} {row.algbw:>7.3f} {row.busbw:>7.3f} {wrong:>6}"
+    return f"{_us(row.time.median):>9} {row.algbw:>7.3f} {row.busbw:>7.3f} {wrong:>6}"
+
+
+def _us(seconds: float) -> str:
+    """Microseconds in at most 9 characters: 12.34, 12345.6, 1234567."""
+    us = seconds * 1e6
+    return f"{us:.2f}" if us < 1e5 else f"{us:.1f}" if us < 1e6 else f"{us:.0f}"
 
 
 def nccl_line(by_placement: Dict[str, Row]) -> str:
@@ -90,8 +96,6 @@ def osu_table(rows: List[Row], primary: str) -> str:
     ]
     for size in sorted(by_size):
         t = by_size[size].time
-        lines.append(
-            f"  {size:<10} {t.mean * 1e6:>12.2f} {t.min * 1e6:>12.2f} {t.max * 1e6:>12.2f}"
-            f" {t.p99 * 1e6:>12.2f} {by_size[size].iters:>11}"
-        )
+        stats = " ".join(f"{_us(x):>12}" for x in (t.mean, t.min, t.max, t.p99))
+        lines.append(f"  {size:<10} {stats} {by_size[size].iters:>11}")
     return "\n".join(lines)
