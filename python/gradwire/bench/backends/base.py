@@ -71,5 +71,6 @@ class Backend(ABC):
         """[size, len(values)]: every rank's float64 values (for timings and #wrong)."""
 
     @abstractmethod
-    def close(self) -> None:
-        """Release the library's resources (called once, on every rank)."""
+    def close(self, orderly: bool = True) -> None:
+        """Release the library's resources (called once, on every rank). `orderly`: after a
+        successful run, wait for every rank to be done first; after an error, close now."""

@@ -90,5 +90,5 @@ class MpiBackend(Backend):
         self._comm.Allgather(values, out)
         return out.reshape(self.size, -1)
 
-    def close(self) -> None:
+    def close(self, orderly: bool = True) -> None:
         pass  # mpi4py finalizes MPI when the interpreter exits

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 
 from gradwire.bench.backends.base import Backend, Call
+from gradwire.bench.backends.orderly_exit import close_when_all_done
 from gradwire.bench.collectives import IN_PLACE, OUT_OF_PLACE, Collective
 from gradwire.bench.dtypes import DType
 from gradwire.bench.env import export_torch_env
@@ -41,7 +42,7 @@ class NativeBackend(Backend):
         export_torch_env(rank, size)
         self._comm = Communicator.from_env(name="bench", timeout=timeout)
         self._codes = _NP_CODES
-        self.rank, self.size = rank, size
+        self.rank, self.size, self._timeout = rank, size, timeout
 
     def alloc(self, n: int, dtype: DType):
         return np.zeros(max(1, n), dtype=dtype.numpy)
@@ -89,5 +90,10 @@ class NativeBackend(Backend):
         self._comm.allgather(values, out)
         return out.reshape(self.size, -1)
 
-    def close(self) -> None:
-        self._comm.close()
+    def close(self, orderly: bool = True) -> None:
+        if not orderly:
+            self._comm.close()
+            return
+        close_when_all_done(
+            self._comm._store, self.rank, self.size, self._comm.close, self._timeout
+        )

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from gradwire.bench.backends.base import Backend, Call
+from gradwire.bench.backends.orderly_exit import close_when_all_done
 from gradwire.bench.collectives import IN_PLACE, OUT_OF_PLACE, Collective
 from gradwire.bench.dtypes import DType
 from gradwire.bench.env import export_torch_env
@@ -45,7 +46,7 @@ class TorchBackend(Backend):
         dist.init_process_group(
             self.name, rank=rank, world_size=size, timeout=timedelta(seconds=timeout)
         )
-        self.rank, self.size = rank, size
+        self.rank, self.size, self._timeout = rank, size, timeout
         self._torch, self._dist = torch, dist
         # torch 2.13 names them *_single; older releases *_into_tensor / *_tensor
         self._all_gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
@@ -95,8 +96,14 @@ class TorchBackend(Backend):
         self._all_gather(out, t)
         return out.numpy().reshape(self.size, -1)
 
-    def close(self) -> None:
-        self._dist.destroy_process_group()
+    def close(self, orderly: bool = True) -> None:
+        if not orderly:
+            self._dist.destroy_process_group()
+            return
+        store = self._dist.distributed_c10d._get_default_store()
+        close_when_all_done(
+            store, self.rank, self.size, self._dist.destroy_process_group, self._timeout
+        )
 
 
 class GradwireTorch(TorchBackend):
