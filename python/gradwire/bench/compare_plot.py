@@ -3,6 +3,7 @@ collective, one line per pair; the bands the targets are stated in are shaded.""
 
 from __future__ import annotations
 
+import textwrap
 from typing import Dict, List, Tuple
 
 from gradwire.bench.aggregate import Ratio
@@ -38,8 +39,8 @@ def plot_ratios(rats: List[Ratio], path: str, note: str = "") -> None:
         plain_log_y(ax)
         ax.set_ylabel("peer time / gradwire time")
         ax.set_title(f"{op} {dtype}, {world} ranks: above 1 = gradwire faster")
-        ax.legend(fontsize=8, loc="best")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if note:
-        fig.suptitle(note, fontsize=9)
+        fig.suptitle(textwrap.fill(note, 110), fontsize=9)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -29,8 +29,15 @@ def _fmt_ratio(r: Optional[float]) -> str:
     return "—" if r is None else f"{r:.2f}x"
 
 
-def _band(rs: Sequence[Ratio], band: Tuple[int, int]) -> List[float]:
-    return [r.ratio for r in rs if band[0] <= r.nbytes <= band[1]]
+def _band(rs: Sequence[Ratio], band: Tuple[int, int]) -> Tuple[List[float], str]:
+    """Ratios of the sizes inside the band, and a note naming the sizes measured when they
+    do not reach both ends of the band."""
+    inside = [r for r in rs if band[0] <= r.nbytes <= band[1]]
+    if not inside:
+        return [], ""
+    lo, hi = min(r.nbytes for r in inside), max(r.nbytes for r in inside)
+    note = "" if (lo, hi) == band else f" ({format_size(lo)}–{format_size(hi)} only)"
+    return [r.ratio for r in inside], note
 
 
 def _summary(rats: List[Ratio]) -> List[str]:
@@ -45,12 +52,12 @@ def _summary(rats: List[Ratio]) -> List[str]:
     for (world, op, dtype, fast, peer), rs in sorted(groups.items()):
         smallest = min(rs, key=lambda r: r.nbytes)
         at4 = smallest.ratio if smallest.nbytes == LATENCY_BAND[0] else None
-        lat, bw = _band(rs, LATENCY_BAND), _band(rs, BANDWIDTH_BAND)
+        (lat, lat_note), (bw, bw_note) = _band(rs, LATENCY_BAND), _band(rs, BANDWIDTH_BAND)
         cells = [
             _fmt_ratio(at4),
-            _fmt_ratio(geomean(lat) if lat else None),
-            _fmt_ratio(geomean(bw) if bw else None),
-            _fmt_ratio(min(bw) if bw else None),
+            _fmt_ratio(geomean(lat) if lat else None) + lat_note,
+            _fmt_ratio(geomean(bw) if bw else None) + bw_note,
+            _fmt_ratio(min(bw) if bw else None) + bw_note,
         ]
         lines.append(f"| {world} | {op} | {dtype} | {fast} vs {peer} | " + " | ".join(cells) + " |")
     return lines

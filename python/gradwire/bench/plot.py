@@ -49,43 +49,47 @@ def plain_log_y(ax) -> None:
     ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _primary_rows(rows: List[Row]) -> Dict[str, Dict[Tuple[str, str, int], List[Row]]]:
-    """op -> (label, dtype, world) -> rows of the collective's primary placement (or the
+def _series(rows: List[Row]) -> Dict[Tuple[str, int], Dict[Tuple[str, str], List[Row]]]:
+    """(op, world) -> (label, dtype) -> rows of the collective's primary placement (or the
     other one where only that ran), sorted by size."""
-    out: Dict[str, Dict[Tuple[str, str, int], Dict[int, Row]]] = defaultdict(dict)
+    out: Dict[Tuple[str, int], Dict[Tuple[str, str], Dict[int, Row]]] = defaultdict(dict)
     for r in rows:
         primary = COLLECTIVES[r.op].primary
-        series = out[r.op].setdefault((r.label or r.backend, r.dtype, r.world), {})
+        series = out[(r.op, r.world)].setdefault((r.label or r.backend, r.dtype), {})
         if r.nbytes not in series or r.placement == primary:
             series[r.nbytes] = r
-    return {op: {k: [v[s] for s in sorted(v)] for k, v in d.items()} for op, d in out.items()}
+    return {panel: {k: [v[s] for s in sorted(v)] for k, v in d.items()} for panel, d in out.items()}
 
 
 def plot_rows(rows: List[Row], path: str) -> None:
-    """Write a PNG with one row of panels per collective: latency and bus bandwidth."""
+    """Write a PNG with one row of panels per collective and world size: latency and bus
+    bandwidth. A library keeps its colour in every panel; types differ by line style."""
     plt = pyplot()
-    by_op = _primary_rows(rows)
-    if not by_op:
+    panels = _series(rows)
+    if not panels:
         raise ValueError("nothing to plot: no rows")
+    labels = sorted({label for d in panels.values() for label, _ in d})
+    dtypes = sorted({dtype for d in panels.values() for _, dtype in d})
+    color = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    style = {dtype: ("-", "--", ":", "-.")[i % 4] for i, dtype in enumerate(dtypes)}
     fig, axes = plt.subplots(
-        len(by_op), 2, figsize=(12, 4.2 * len(by_op)), squeeze=False, constrained_layout=True
+        len(panels), 2, figsize=(13, 4.2 * len(panels)), squeeze=False, constrained_layout=True
     )
-    for (op, series), (ax_lat, ax_bw) in zip(by_op.items(), axes):
-        for (label, dtype, world), pts in sorted(series.items()):
-            name = f"{label} {dtype} n={world}"
+    for ((op, world), series), (ax_lat, ax_bw) in zip(sorted(panels.items()), axes):
+        for (label, dtype), pts in sorted(series.items()):
+            name = label if len(dtypes) == 1 else f"{label} {dtype}"
+            kw = dict(marker="o", ms=3, color=color[label], ls=style[dtype], label=name)
             sizes = [p.nbytes for p in pts]
-            ax_lat.plot(sizes, [p.time.median * 1e6 for p in pts], marker="o", ms=3, label=name)
+            ax_lat.plot(sizes, [p.time.median * 1e6 for p in pts], **kw)
             if COLLECTIVES[op].sized:
-                ax_bw.plot(sizes, [p.busbw for p in pts], marker="o", ms=3, label=name)
+                ax_bw.plot(sizes, [p.busbw for p in pts], **kw)
         for ax in (ax_lat, ax_bw):
             size_axis(ax, [p.nbytes for pts in series.values() for p in pts] or [1])
         plain_log_y(ax_lat)
         ax_lat.set_ylabel("time, median (us)")
-        ax_lat.set_title(f"{op}: latency (lower is better)")
+        ax_lat.set_title(f"{op}, {world} ranks: latency (lower is better)")
         ax_bw.set_ylabel("bus bandwidth (GB/s)")
-        ax_bw.set_title(f"{op}: bus bandwidth (higher is better)")
-        ax_lat.legend(fontsize=8)
-        if ax_bw.lines:
-            ax_bw.legend(fontsize=8)
+        ax_bw.set_title(f"{op}, {world} ranks: bus bandwidth (higher is better)")
+        ax_bw.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.savefig(path, dpi=110)
     plt.close(fig)
