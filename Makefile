@@ -45,7 +45,7 @@ cuda-check: setup
 	else echo "cuda-check: nvcc not found, skipped"; fi
 
 # The comparison the "fast collectives" issue asks for (gradwire vs gloo vs OpenMPI, 2 ranks and
-# 4 oversubscribed, 4 B-256 MB): about a quarter of an hour on 2 cores. See docs/benchmarks.md.
+# 4 oversubscribed, 4 B-256 MB): 20-30 minutes on 2 cores. See docs/benchmarks.md.
 bench: setup
 	bench/compare --preset targets --name $${NAME:-targets-$$(date -u +%Y%m%d)}
 

@@ -12,8 +12,9 @@ from gradwire.bench.errors import BenchUsageError
 
 @dataclass
 class Options:
-    """`budget` (seconds) caps the repetitions of one row: the run does
-    min(iters, max(min_iters, budget / warm-up time)) repetitions, agreed on by every rank."""
+    """`budget` (seconds) shortens slow rows: warm-up stops after the first call when more
+    would not fit in it, and the row does min(iters, max(min_iters, budget / warm-up time))
+    repetitions; every rank derives the same counts from the same shared times."""
 
     collectives: List[Collective]
     sizes: List[int]

@@ -54,16 +54,12 @@ def measure_size(
     run = backend.bind(coll, send, recv, call)
 
     wrong = _check(opts, backend, coll, dtype, layout, send, recv, run) if opts.check else 0
-    warm = _warm_up(backend, run, opts.warmup)
-    shared = backend.allgather_f64(np.array([wrong, warm]))
-    iters = _iterations(opts, float(shared[:, 1].max()))
+    warm = [_timed(backend, run)] if opts.warmup else []
+    shared = backend.allgather_f64(np.array([wrong, warm[0] if warm else 0.0]))
+    warm += [_timed(backend, run) for _ in range(_more_warm_ups(opts, float(shared[:, 1].max())))]
+    typical = float(backend.allgather_f64(np.array([np.median(warm) if warm else 0.0])).max())
 
-    times = np.empty(iters)
-    for i in range(iters):
-        backend.barrier()
-        t0 = time.perf_counter()
-        run()
-        times[i] = time.perf_counter() - t0
+    times = np.array([_timed(backend, run) for _ in range(_iterations(opts, typical))])
     slowest = backend.allgather_f64(times).max(axis=0)
 
     timing = Timing.of(slowest)
@@ -78,7 +74,7 @@ def measure_size(
         nbytes=layout.nbytes,
         count=layout.count,
         placement=place,
-        iters=iters,
+        iters=len(times),
         wrong=int(shared[:, 0].sum()) if opts.check and coll.sized else None,
         time=timing,
         algbw=alg,
@@ -111,21 +107,28 @@ def _check(opts, backend, coll, dtype, layout, send, recv, run) -> int:
     return count_wrong(lambda lo, hi: buffers.read(recv, lo, hi), expected, layout.recv, dtype)
 
 
-def _warm_up(backend: Backend, run: Callable[[], None], n: int) -> float:
-    """Median time of the warm-up calls (0 when there are none)."""
-    times = []
-    for _ in range(n):
-        backend.barrier()
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) if times else 0.0
+def _timed(backend: Backend, run: Callable[[], None]) -> float:
+    """One call after a barrier; the timer surrounds the call alone."""
+    backend.barrier()
+    t0 = time.perf_counter()
+    run()
+    return time.perf_counter() - t0
 
 
-def _iterations(opts: Options, warm: float) -> int:
-    if opts.budget is None or warm <= 0:
+def _more_warm_ups(opts: Options, first: float) -> int:
+    """Warm-up calls after the first (whose slowest-rank time is `first`): a --budget stops
+    warming up slow rows early. Every rank computes the same count from the same times."""
+    more = max(0, opts.warmup - 1)
+    if opts.budget is not None and first > 0:
+        more = min(more, int(opts.budget // first))
+    return more
+
+
+def _iterations(opts: Options, typical: float) -> int:
+    """-n, or under a --budget as many as fit (at least --min-iters)."""
+    if opts.budget is None or typical <= 0:
         return opts.iters
-    return int(min(opts.iters, max(opts.min_iters, opts.budget // warm)))
+    return int(min(opts.iters, max(opts.min_iters, opts.budget // typical)))
 
 
 def run_all(
