@@ -119,6 +119,23 @@ def run_one(cmd: List[str], json_path: str, log_path: str, timeout: float) -> No
     os.remove(log_path)
 
 
+def source_revision() -> str:
+    """The git commit of the working tree the comparison ran in ("+dirty" with local changes)."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (rev or "unknown") + ("+dirty" if dirty else "")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -170,6 +187,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "started_utc": started,
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine,
+        "source": source_revision(),
         "note": args.note,
         "command": "bench/compare " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "settings": {

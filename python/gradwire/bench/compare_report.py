@@ -107,7 +107,7 @@ def markdown(points: Dict[Key, Point], rats: List[Ratio], meta: dict) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores, {m['mem_gib']} GiB, {m['os']}; load average "
         f"at start {m.get('loadavg_at_start')}",
         f"- software: Python {m['python']}, torch {m.get('torch')}, numpy {m['numpy']}, "
-        f"gradwire {m['gradwire']}",
+        f"gradwire {m['gradwire']} (source {meta.get('source', 'not recorded')})",
         f"- command: `{meta['command']}`",
         f"- settings: {json.dumps(meta['settings'])}",
         "",

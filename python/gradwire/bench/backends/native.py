@@ -2,7 +2,8 @@
 torch.distributed dispatch on the path, the same engine underneath.
 
 The Communicator's allreduce, broadcast and reduce work in place; sendrecv pairs the engine's
-point-to-point send and recv, which the public Communicator does not wrap yet.
+point-to-point send and recv, which the public Communicator does not wrap yet (so it calls the
+binding directly, and follows its signature).
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ class NativeBackend(Backend):
         s_ptr, r_ptr, n = send.ctypes.data, recv.ctypes.data, send.size
 
         def sendrecv():
-            s = engine.send(s_ptr, n, code, nxt, _SENDRECV_TAG, None)
-            r = engine.recv(r_ptr, n, code, prv, _SENDRECV_TAG, None)
+            # inline_ok=False: both must be queued before either is waited for
+            s = engine.send(s_ptr, n, code, nxt, _SENDRECV_TAG, None, False)
+            r = engine.recv(r_ptr, n, code, prv, _SENDRECV_TAG, None, False)
             s.wait()
             r.wait()
 
