@@ -13,7 +13,7 @@ in nccl-tests), computed from the median time.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional
 
 import numpy as np
@@ -57,7 +57,6 @@ class Row:
     algbw: float
     busbw: float
     label: str = ""  # the run's label (compare: the peer's name)
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> Row:

@@ -50,7 +50,7 @@ def measure_size(
     send, recv = _buffers(backend, coll, dtype, layout, place)
     root = opts.root if coll.rooted else -1
     redop = opts.redop if coll.reduces else "none"
-    call = Call(dtype, opts.redop, max(root, 0), layout.count, place == IN_PLACE)
+    call = Call(dtype, opts.redop, max(root, 0), place == IN_PLACE)
     run = backend.bind(coll, send, recv, call)
 
     wrong = _check(opts, backend, coll, dtype, layout, send, recv, run) if opts.check else 0

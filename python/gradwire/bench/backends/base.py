@@ -24,7 +24,6 @@ class Call:
     dtype: DType
     redop: str
     root: int
-    count: int
     in_place: bool
 
 
