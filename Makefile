@@ -18,6 +18,9 @@ $(VENV)/.deps-installed: Makefile
 	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib
 	# the launcher (python-hostlist, pyyaml) and its manifest tests (kubernetes-validate)
 	$(PIP) install -q python-hostlist pyyaml kubernetes-validate
+	# mpi4py builds against an installed MPI (Debian: openmpi-bin libopenmpi-dev); without one,
+	# the MPI comparisons are skipped with that reason.
+	$(PIP) install -q mpi4py || echo "mpi4py not installed: no MPI library found; MPI benchmarks will be skipped"
 	touch $@
 
 $(VENV)/.gradwire-installed: $(VENV)/.deps-installed $(SOURCES)
@@ -46,6 +49,11 @@ cuda-check: setup
 	  cmake -S . -B build/cuda -G Ninja -DGRADWIRE_CUDA=ON -DCMAKE_MAKE_PROGRAM=$(abspath $(VENV))/bin/ninja >/dev/null && \
 	  cmake --build build/cuda --target gradwire_cuda && echo "cuda-check: CUDA kernels compiled"; \
 	else echo "cuda-check: nvcc not found, skipped"; fi
+
+# The comparison the "fast collectives" issue asks for (gradwire vs gloo vs OpenMPI, 2 ranks and
+# 4 oversubscribed, 4 B-256 MB): 20-30 minutes on 2 cores. See docs/benchmarks.md.
+bench: setup
+	bench/compare --preset targets --name $${NAME:-targets-$$(date -u +%Y%m%d)}
 
 clean:
 	rm -rf build $(VENV)

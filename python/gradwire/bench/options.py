@@ -1,0 +1,59 @@
+"""Everything one benchmark run needs to know, validated before any process starts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+from gradwire.bench.collectives import PLACEMENTS, PRIMARY, REDOPS, Collective
+from gradwire.bench.dtypes import DType
+from gradwire.bench.errors import BenchUsageError
+
+
+@dataclass
+class Options:
+    """`budget` (seconds) shortens slow rows: warm-up stops after the first call when more
+    would not fit in it, and the row does min(iters, max(min_iters, budget / warm-up time))
+    repetitions; every rank derives the same counts from the same shared times."""
+
+    collectives: List[Collective]
+    sizes: List[int]
+    dtypes: List[DType]
+    backend: str = "gradwire"
+    redop: str = "sum"
+    root: int = 0
+    iters: int = 20
+    warmup: int = 5
+    min_iters: int = 5
+    budget: Optional[float] = None
+    check: bool = True
+    placements: Tuple[str, ...] = PLACEMENTS
+    timeout: float = 300.0
+    label: str = ""
+    progress: bool = True
+    tables: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> Options:
+        if not self.collectives:
+            raise BenchUsageError("no collective selected (-o)")
+        if not self.dtypes:
+            raise BenchUsageError("no data type selected (-d)")
+        if self.redop not in REDOPS:
+            raise BenchUsageError(f"unknown reduction '{self.redop}' (one of {', '.join(REDOPS)})")
+        if self.iters < 1 or self.warmup < 0 or self.min_iters < 1:
+            raise BenchUsageError("need -n >= 1, -w >= 0 and --min-iters >= 1")
+        if self.budget is not None and self.budget <= 0:
+            raise BenchUsageError(f"--budget must be positive, got {self.budget}")
+        if self.timeout <= 0:
+            raise BenchUsageError(f"--timeout must be positive, got {self.timeout}")
+        for p in self.placements:
+            if p not in PLACEMENTS + (PRIMARY,):
+                raise BenchUsageError(f"unknown placement '{p}' (out, in, primary)")
+        return self
+
+    def check_world(self, world: int) -> None:
+        if not 0 <= self.root < world:
+            raise BenchUsageError(f"root {self.root} is outside a world of {world} ranks")
+        if world < 2 and any(c.name == "sendrecv" for c in self.collectives):
+            raise BenchUsageError("sendrecv needs at least 2 ranks")
