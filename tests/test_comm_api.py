@@ -36,6 +36,12 @@ def _numpy_world(rank, size):
     t = np.empty(size, dtype=np.int64)
     comm.alltoall(np.arange(size, dtype=np.int64) + 10 * rank, t)
     out["a2a"] = t.tolist()
+    nxt, prv = (rank + 1) % size, (rank - 1) % size
+    got = np.empty(4, dtype=np.float64)
+    s = comm.send(np.full(4, float(rank)), nxt, tag=3, async_op=True)
+    comm.recv(got, prv, tag=3)
+    s.wait()
+    out["p2p"] = got.tolist()
     comm.barrier()
     errors = []
     for bad in (
@@ -63,6 +69,7 @@ def test_numpy_api():
         assert r["gather"] == [0, 0, 1, 1, 2, 2]
         assert r["rs"] == [3.0] * 3
         assert r["a2a"] == [rank + 10 * p for p in range(3)]
+        assert r["p2p"] == [float((rank - 1) % 3)] * 4
         assert all(e != "no error" for e in r["errors"]), r["errors"]
         assert r["stats"]["ops_completed"] >= 7 and r["stats"]["ops_failed"] == 0
 

@@ -163,6 +163,16 @@ class Communicator:
             self._c.alltoall(a_ptr, out_ptr, sc, rc, code, None, not async_op), async_op
         )
 
+    def send(self, a: np.ndarray, dst: int, tag: int = 0, async_op: bool = False):
+        """Send `a` to rank `dst`; pairs with the `recv` of the same tag there, in issue order."""
+        ptr, n, code = _buf(a, "send array")
+        return self._run(self._c.send(ptr, n, code, dst, tag, None, not async_op), async_op)
+
+    def recv(self, a: np.ndarray, src: int, tag: int = 0, async_op: bool = False):
+        """Receive into `a` (its size must match the sent array) from rank `src`."""
+        ptr, n, code = _buf(a, "recv array")
+        return self._run(self._c.recv(ptr, n, code, src, tag, None, not async_op), async_op)
+
     def barrier(self, async_op: bool = False):
         return self._run(self._c.barrier(None, not async_op), async_op)
 

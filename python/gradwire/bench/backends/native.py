@@ -1,9 +1,8 @@
 """gradwire measured through its own numpy-level API, gradwire.comm.Communicator: no
 torch.distributed dispatch on the path, the same engine underneath.
 
-The Communicator's allreduce, broadcast and reduce work in place; sendrecv pairs the engine's
-point-to-point send and recv, which the public Communicator does not wrap yet (so it calls the
-binding directly, and follows its signature).
+The Communicator's allreduce, broadcast and reduce work in place; sendrecv pairs its
+point-to-point send and recv.
 """
 
 from __future__ import annotations
@@ -38,11 +37,10 @@ class NativeBackend(Backend):
     no_dtypes = frozenset({"bfloat16"})  # numpy has no bfloat16
 
     def __init__(self, rank: int, size: int, timeout: float):
-        from gradwire.comm import _NP_CODES, Communicator
+        from gradwire.comm import Communicator
 
         export_torch_env(rank, size)
         self._comm = Communicator.from_env(name="bench", timeout=timeout)
-        self._codes = _NP_CODES
         self.rank, self.size, self._timeout = rank, size, timeout
 
     def alloc(self, n: int, dtype: DType):
@@ -70,14 +68,13 @@ class NativeBackend(Backend):
         raise ValueError(f"{self.name} cannot run {name}")
 
     def _bind_sendrecv(self, send: np.ndarray, recv: np.ndarray) -> Callable[[], None]:
-        engine, code = self._comm._c, self._codes[send.dtype]
+        comm = self._comm
         nxt, prv = (self.rank + 1) % self.size, (self.rank - 1) % self.size
-        s_ptr, r_ptr, n = send.ctypes.data, recv.ctypes.data, send.size
 
         def sendrecv():
-            # inline_ok=False: both must be queued before either is waited for
-            s = engine.send(s_ptr, n, code, nxt, _SENDRECV_TAG, None, False)
-            r = engine.recv(r_ptr, n, code, prv, _SENDRECV_TAG, None, False)
+            # Both are queued before either is waited for.
+            s = comm.send(send, nxt, tag=_SENDRECV_TAG, async_op=True)
+            r = comm.recv(recv, prv, tag=_SENDRECV_TAG, async_op=True)
             s.wait()
             r.wait()
 
