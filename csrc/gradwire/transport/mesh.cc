@@ -1,5 +1,6 @@
 #include "gradwire/transport/mesh.h"
 
+#include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -171,6 +172,12 @@ std::unique_ptr<StreamTransport> build_mesh(Store& store, int rank, int size,
          " over TCP");
   StreamOptions so = opts.stream;
   so.comm_id = opts.comm_id;
+  // Oversubscribed (more ranks of this communicator on this host than cores we may run on):
+  // waiting ranks yield their core while they spin. A lower bound on co-located ranks, since
+  // other communicators and jobs are not counted.
+  cpu_set_t cpus;
+  int ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  so.yield_while_spinning = n_local + 1 > ncpu;
   return std::make_unique<StreamTransport>(rank, size, std::move(channels), own, so);
 }
 

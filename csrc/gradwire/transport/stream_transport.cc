@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -40,6 +41,7 @@ StreamTransport::StreamTransport(int rank, int size, std::vector<std::unique_ptr
       probe_seconds_(opts.probe_seconds),
       spin_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(opts.spin_seconds))),
+      yield_(opts.yield_while_spinning),
       peers_(size),
       own_segment_(std::move(own_segment)) {
   GW_ENFORCE(int(channels.size()) == size, "need one channel slot per rank");
@@ -233,7 +235,12 @@ void StreamTransport::wait(Request* req) {
     }
     auto now = Clock::now();
     if (now >= deadline_) on_timeout();
-    if (now - idle_since < spin_) continue;  // spin briefly: the next chunk is usually close
+    if (now - idle_since < spin_) {
+      // Spin briefly: the next chunk is usually close. When ranks outnumber cores, yield while
+      // spinning, so a peer that is runnable but waiting for a core gets this one.
+      if (yield_) sched_yield();
+      continue;
+    }
     block(bell, ms_until(deadline_));
     idle_since = Clock::now();
   }

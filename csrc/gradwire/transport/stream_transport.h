@@ -24,6 +24,7 @@ struct StreamOptions {
   size_t max_frame_bytes = 4 << 20;
   double probe_seconds = 1.0;
   double spin_seconds = 50e-6;
+  bool yield_while_spinning = false;  // set when this host's ranks outnumber its cores
 };
 
 class StreamTransport : public Transport {
@@ -144,6 +145,7 @@ class StreamTransport : public Transport {
   const size_t max_frame_bytes_;
   const double probe_seconds_;
   const Clock::duration spin_;
+  const bool yield_;
   std::vector<Peer> peers_;
   std::shared_ptr<shm::Segment> own_segment_;
   shm::Doorbell* bell_ = nullptr;
