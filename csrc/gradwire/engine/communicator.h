@@ -3,10 +3,10 @@
 // Threading and ordering (docs/architecture.md):
 //  * submit() may be called from any thread; ops execute one at a time, in submission order, on
 //    the communicator's executor thread. Collective sequence numbers are assigned at execution.
-//  * A Work completes on the executor thread and its callback runs there before the next op.
-//    An op submitted from the executor thread itself (i.e. from such a callback) executes at once,
-//    inline: so a comm hook that issues a collective when another one completes issues it at the
-//    same point of the op stream on every rank, and a blocking wait inside a callback cannot
+//  * A Work completes on the thread that executed it and its callback runs there before the next
+//    op. An op submitted from that thread (i.e. from such a callback) executes at once, inline:
+//    so a comm hook that issues a collective when another one completes issues it at the same
+//    point of the op stream on every rank, and a blocking wait inside a callback cannot
 //    deadlock on the queue behind it.
 //  * Fast path: a caller that will wait for the op anyway (inline_ok) executes it itself when the
 //    queue is empty and no op is executing, saving two thread hand-offs. Order is kept: ops
