@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List
@@ -48,9 +49,20 @@ def sh(*cmd, timeout: float = 120) -> subprocess.CompletedProcess:
     return r
 
 
+# Virtual nodes (slurm-cluster, simulated pods) get private /tmp and /dev/shm: a checkout or
+# interpreter there is invisible to the processes they start.
+_NODE_PRIVATE = ("/tmp/", "/dev/shm/")
+
+
 def cluster_scripts() -> None:
     if not VCLUSTER.exists():
         pytest.skip(f"the cluster scripts are not beside the repository ({CLUSTER})")
+    for what, path in (("repository", REPO.resolve()), ("interpreter", Path(sys.prefix).resolve())):
+        if str(path).startswith(_NODE_PRIVATE) or str(path) in ("/tmp", "/dev/shm"):
+            pytest.skip(
+                f"the {what} is under {path}, which virtual nodes cannot see (their /tmp and "
+                "/dev/shm are private); run from a checkout elsewhere"
+            )
 
 
 def _vcluster_busy() -> str:
