@@ -101,6 +101,36 @@ def test_sigterm_is_forwarded_to_the_workers(tmp_path):
     assert [(tmp_path / f"term{r}").read_text() for r in (0, 1)] == ["SIGTERM", "SIGTERM"]
 
 
+def test_workers_die_with_a_sigkilled_launcher(tmp_path):
+    env = clean_env(TEST_SIGTERM_DIR=str(tmp_path))
+    p = subprocess.Popen(GRADWIRE + ["--nproc-per-node", "2", str(TRAIN)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    pids = []
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"ready{r}").exists() and (tmp_path / f"ready{r}").read_text()
+                      for r in (0, 1)):  # fmt: skip
+            assert time.monotonic() < deadline and p.poll() is None, "workers never started"
+            time.sleep(0.1)
+        pids = [int((tmp_path / f"ready{r}").read_text()) for r in (0, 1)]
+        p.kill()  # no chance to stop its workers itself
+        p.communicate(timeout=30)
+        deadline = time.monotonic() + 10
+        alive = pids
+        while alive and time.monotonic() < deadline:
+            alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and
+                     "zombie" not in open(f"/proc/{pid}/status").read()]  # fmt: skip
+            time.sleep(0.1)
+        assert not alive, f"workers {alive} outlived their SIGKILLed launcher"
+    finally:
+        p.kill()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def test_losing_launcher_0_is_a_clear_error(tmp_path):
     """Launcher 0 hosts the store; if it dies, the others stop their workers and say so."""
     port = free_port()

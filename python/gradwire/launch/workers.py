@@ -2,7 +2,7 @@
 
 Each worker gets its own session (process group), so a signal to the launcher's terminal
 group reaches the workers once, through the launcher, and stopping a worker also stops what
-it started.
+it started. Each worker also dies with the launcher itself (orphan_guard), however it ends.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
@@ -45,10 +46,13 @@ class WorkerGroup:
         self.exits: List[Exit] = []  # in the order they were noticed
 
     def start(self) -> None:
+        # Must run on the thread that outlives the workers (the agent's main thread): the death
+        # signal set by orphan_guard fires when the thread that forked the worker exits.
+        guard = [sys.executable, "-m", "gradwire.launch.orphan_guard"]
         for rank, env in self.envs.items():
             p = subprocess.Popen(
-                self.cmd,
-                env=env,
+                guard + self.cmd,
+                env=dict(env, GRADWIRE_LAUNCHER_PID=str(os.getpid())),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
