@@ -23,7 +23,7 @@ def make_data(n: int, seed: int = 0):
     centers = torch.randn(4, 20, generator=torch.Generator().manual_seed(1234)) * 2.0
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, 4, (n,), generator=g)
-    x = centers[labels] + torch.randn(n, 20, generator=g)
+    x = centers[labels] + 3.0 * torch.randn(n, 20, generator=g)  # overlapping clusters
     return x, labels
 
 
@@ -69,7 +69,7 @@ def bench(rank: int, gloo, sizes, reps: int):
         t = torch.ones(max(1, nbytes // 4))
         result = {}
         for name, group in (("gradwire", None), ("gloo", gloo)):
-            for _ in range(3):
+            for _ in range(10):
                 dist.all_reduce(t, group=group)
             times = []
             for _ in range(reps):
