@@ -20,12 +20,6 @@ using tcp::Socket;
 
 std::string addr_key(int rank) { return str("gradwire/addr/", rank); }
 
-std::string rank_list(const std::vector<int>& ranks) {
-  std::string s = "[";
-  for (size_t i = 0; i < ranks.size(); ++i) s += str(i ? ", " : "", ranks[i]);
-  return s + "]";
-}
-
 #pragma pack(push, 1)
 struct HostMsg {
   uint32_t magic;

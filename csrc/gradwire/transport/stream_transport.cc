@@ -18,17 +18,6 @@ namespace {
 
 constexpr size_t kHeaderBytes = sizeof(FrameHeader);
 
-int ms_until(Clock::time_point t) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now()).count();
-  return ms < 0 ? 0 : int(std::min<long long>(ms, 1 << 30));
-}
-
-std::string rank_list(const std::vector<int>& ranks) {
-  std::string s = "[";
-  for (size_t i = 0; i < ranks.size(); ++i) s += str(i ? ", " : "", ranks[i]);
-  return s + "]";
-}
-
 }  // namespace
 
 StreamTransport::StreamTransport(int rank, int size, std::vector<std::unique_ptr<Channel>> channels,

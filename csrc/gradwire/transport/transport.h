@@ -9,12 +9,26 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "gradwire/transport/frame.h"
 
 namespace gw {
 
 using Clock = std::chrono::steady_clock;
+
+// Milliseconds left until `t` (0 once it has passed), as poll() and futex waits take them.
+inline int ms_until(Clock::time_point t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now()).count();
+  return ms < 0 ? 0 : int(ms < (1 << 30) ? ms : (1 << 30));
+}
+
+// "[1, 3]": rank lists in error messages.
+inline std::string rank_list(const std::vector<int>& ranks) {
+  std::string s = "[";
+  for (size_t i = 0; i < ranks.size(); ++i) s += (i ? ", " : "") + std::to_string(ranks[i]);
+  return s + "]";
+}
 
 // Completion flag of one posted send or receive. Owned by the algorithm; must outlive the wait.
 struct Request {

@@ -18,17 +18,11 @@
 
 #include "gradwire/common/error.h"
 #include "gradwire/common/logging.h"
+#include "gradwire/transport/transport.h"
 
 namespace gw {
 namespace tcp {
 namespace {
-
-int ms_until(std::chrono::steady_clock::time_point deadline) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
-                                                                  std::chrono::steady_clock::now())
-                .count();
-  return ms < 0 ? 0 : int(std::min<long long>(ms, 1000 * 1000));
-}
 
 std::string addr_to_string(const sockaddr* sa) {
   char buf[INET6_ADDRSTRLEN] = {0};
