@@ -51,6 +51,7 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
     : rank_(rank),
       size_(size),
       opts_(opts),
+      group_name_(std::make_shared<const std::string>(opts.name)),
       id_(communicator_id(opts.name)),
       timeout_seconds_(opts.timeout_seconds) {
   GW_CHECK_ARG(size >= 1, "world size must be >= 1, got ", size);
@@ -129,8 +130,7 @@ CommStats Communicator::stats() const {
 
 std::shared_ptr<Work> Communicator::submit(const OpFingerprint& fp, Body body, Work::Callback cb,
                                            bool inline_ok) {
-  auto work = std::make_shared<Work>(
-      str(fp.describe(), " on rank ", rank_, " of group '", opts_.name, "'"), std::move(cb));
+  auto work = std::make_shared<Work>(fp, rank_, group_name_, std::move(cb));
   Op op{fp, std::move(body), work};
   if (executing_here()) {
     execute(op);  // issued from a completion callback: runs now (see the header)

@@ -114,6 +114,7 @@ class Communicator {
   const int rank_;
   const int size_;
   const CommOptions opts_;
+  const std::shared_ptr<const std::string> group_name_;  // shared with every Work
   const uint32_t id_;
   std::unique_ptr<Transport> transport_;
   std::string listen_address_;
