@@ -207,6 +207,7 @@ void register_engine(py::module_& m) {
         d["ops_failed"] = s.ops_failed;
         d["bytes_sent"] = s.bytes_sent;
         d["bytes_received"] = s.bytes_received;
+        d["bytes_single_copy"] = s.bytes_single_copy;
         return d;
       });
 }

@@ -19,6 +19,7 @@ struct Config {
   size_t shm_ring_bytes = 4 << 20;      // GRADWIRE_SHM_RING_BYTES: ring per same-host peer pair
   std::string simd = "auto";            // GRADWIRE_SIMD: auto|generic (reduction kernels)
   double spin_microseconds = 50;        // GRADWIRE_SPIN_US: busy-wait before sleeping
+  size_t cma_min_bytes = 0;  // GRADWIRE_CMA_MIN_BYTES: single copy from this size (0: off)
 
   // Parsed from the environment on first use; invalid values raise InvalidArgument naming
   // the variable.

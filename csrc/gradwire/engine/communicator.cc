@@ -67,6 +67,7 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
   m.stream.max_frame_bytes = cfg.max_frame_bytes;
   m.stream.probe_seconds = cfg.probe_seconds;
   m.stream.spin_seconds = cfg.spin_microseconds * 1e-6;
+  m.stream.cma_min_bytes = cfg.cma_min_bytes;
   m.listen_host = opts.listen_host.empty()
                       ? tcp::choose_listen_address(cfg.socket_ifname, opts.route_hint)
                       : opts.listen_host;
@@ -125,6 +126,7 @@ CommStats Communicator::stats() const {
   s.ops_failed = ops_failed_.load();
   s.bytes_sent = bytes_sent_.load();
   s.bytes_received = bytes_received_.load();
+  s.bytes_single_copy = bytes_single_copy_.load();
   return s;
 }
 
@@ -193,6 +195,7 @@ void Communicator::execute(Op& op) {
   }
   bytes_sent_.store(transport_->bytes_sent());
   bytes_received_.store(transport_->bytes_received());
+  bytes_single_copy_.store(transport_->bytes_single_copy());
   (err ? ops_failed_ : ops_completed_).fetch_add(1);
   op.work->finish(err);
 }

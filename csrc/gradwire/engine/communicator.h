@@ -44,6 +44,7 @@ struct CommStats {
   uint64_t ops_failed = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
+  uint64_t bytes_single_copy = 0;  // received by single copy from same-host peers
 };
 
 class Communicator {
@@ -136,7 +137,7 @@ class Communicator {
   std::map<std::pair<int, uint32_t>, uint64_t> p2p_sent_, p2p_received_;
 
   std::atomic<uint64_t> ops_completed_{0}, ops_failed_{0};
-  std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0};
+  std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0}, bytes_single_copy_{0};
 };
 
 // FNV-1a of the group name: the communicator id carried in every frame and handshake.

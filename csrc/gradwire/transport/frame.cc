@@ -78,9 +78,10 @@ std::string validate_header(const FrameHeader& h, uint32_t comm_id, int expected
   if (h.version != kProtocolVersion) {
     return str("protocol version ", h.version, " (this build speaks ", kProtocolVersion, ")");
   }
-  if (h.type < uint8_t(FrameType::kData) || h.type > uint8_t(FrameType::kProbeReply)) {
-    return str("unknown frame type ", int(h.type));
-  }
+  bool known =
+      (h.type >= uint8_t(FrameType::kData) && h.type <= uint8_t(FrameType::kProbeReply)) ||
+      (h.type >= uint8_t(FrameType::kCmaOffer) && h.type <= uint8_t(FrameType::kCmaRefuse));
+  if (!known) return str("unknown frame type ", int(h.type));
   if (h.comm_id != comm_id) return str("communicator id ", h.comm_id, " (expected ", comm_id, ")");
   if (h.src_rank != expected_src) {
     return str("source rank ", h.src_rank, " on the connection of rank ", expected_src);
@@ -88,6 +89,14 @@ std::string validate_header(const FrameHeader& h, uint32_t comm_id, int expected
   if (h.fp_kind > uint8_t(OpKind::kSendRecv)) return str("unknown op kind ", int(h.fp_kind));
   if (h.fp_dtype >= kNumDTypes) return str("unknown dtype ", int(h.fp_dtype));
   if (h.msg_bytes > kMaxMessageBytes) return str("message size ", h.msg_bytes, " too large");
+  if (h.type == uint8_t(FrameType::kCmaOffer)) {
+    if (h.length != sizeof(CmaOffer) || h.offset != 0) return "malformed CMA offer";
+    return "";
+  }
+  if ((h.type == uint8_t(FrameType::kCmaDone) || h.type == uint8_t(FrameType::kCmaRefuse)) &&
+      h.length != 0) {
+    return "CMA replies carry no payload";
+  }
   if (h.length > h.msg_bytes || h.offset > h.msg_bytes - h.length) {
     return str("payload [", h.offset, ", +", h.length, ") outside a message of ", h.msg_bytes,
                " bytes");
