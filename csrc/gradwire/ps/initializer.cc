@@ -1,0 +1,75 @@
+#include "gradwire/ps/initializer.h"
+
+#include <cmath>
+
+#include "gradwire/ps/partitioner.h"
+
+namespace gw {
+namespace ps {
+namespace {
+
+// A uniform double in (0, 1) from a counter: splitmix64 of (seed, row, index).
+double unit(uint64_t seed, int64_t row, uint64_t i) {
+  uint64_t x = splitmix64(seed ^ splitmix64(uint64_t(row) ^ splitmix64(i)));
+  return (double(x >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+}  // namespace
+
+std::string InitSpec::describe() const {
+  switch (kind) {
+    case InitKind::kZeros:
+      return "Zeros()";
+    case InitKind::kNormal:
+      return str("Normal(mean=", a, ", std=", b, ", seed=", seed, ")");
+    case InitKind::kUniform:
+      return str("Uniform(low=", a, ", high=", b, ", seed=", seed, ")");
+  }
+  return "unknown initializer";
+}
+
+void InitSpec::validate() const {
+  GW_CHECK_ARG(kind == InitKind::kZeros || kind == InitKind::kNormal || kind == InitKind::kUniform,
+               "unknown initializer kind ", uint32_t(kind));
+  if (kind == InitKind::kNormal) GW_CHECK_ARG(b >= 0, describe(), ": std must be >= 0");
+  if (kind == InitKind::kUniform) GW_CHECK_ARG(a <= b, describe(), ": low must be <= high");
+}
+
+void InitSpec::encode(Writer& w) const {
+  w.u32(uint32_t(kind));
+  w.f64(a);
+  w.f64(b);
+  w.u64(seed);
+}
+
+InitSpec InitSpec::decode(Reader& r) {
+  InitSpec s;
+  s.kind = InitKind(r.u32());
+  s.a = r.f64();
+  s.b = r.f64();
+  s.seed = r.u64();
+  return s;
+}
+
+void init_row(const InitSpec& init, int64_t row, float* out, uint32_t dim) {
+  for (uint32_t i = 0; i < dim; ++i) {
+    switch (init.kind) {
+      case InitKind::kZeros:
+        out[i] = 0.0f;
+        break;
+      case InitKind::kUniform:
+        out[i] = float(init.a + (init.b - init.a) * unit(init.seed, row, i));
+        break;
+      case InitKind::kNormal: {
+        // Box-Muller on two independent uniforms per element.
+        double u1 = unit(init.seed, row, 2ull * i), u2 = unit(init.seed, row, 2ull * i + 1);
+        double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+        out[i] = float(init.a + init.b * z);
+        break;
+      }
+    }
+  }
+}
+
+}  // namespace ps
+}  // namespace gw
