@@ -51,6 +51,8 @@ bool ShardState::register_dense(const RequestHead& h, Reader& meta, const float*
                " cuts dense tensors into blocks of ", block_elems, " elements but the servers use ",
                cfg_.block_elems, " (GRADWIRE_PS_BLOCK_ELEMS must agree)");
   uint64_t numel = numel_of(shape);
+  GW_CHECK_ARG(!sparse_.count(name), "register_dense('", name, "'): '", name,
+               "' is already registered as a sparse table");
   auto it = dense_.find(name);
   if (it != dense_.end()) {
     const DenseKey& k = it->second;
@@ -91,6 +93,8 @@ bool ShardState::register_sparse(const RequestHead& h, Reader& meta) {
   GW_CHECK_ARG(num_servers == uint32_t(cfg_.num_servers), "register_sparse('", name,
                "'): the worker knows ", num_servers, " parameter servers but this job has ",
                cfg_.num_servers);
+  GW_CHECK_ARG(!dense_.count(name), "register_sparse('", name, "'): '", name,
+               "' is already registered as a dense tensor");
   auto it = sparse_.find(name);
   if (it != sparse_.end()) {
     const SparseTable& t = it->second;
