@@ -47,8 +47,10 @@ void Client::close() {
 }
 
 std::shared_ptr<PsFuture> Client::future(const std::string& what, int parts) {
+  // A little later than the requests' own deadline, so that a link which gave up on an
+  // unreachable server reports that (the clearer error) before the future times out.
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                     std::chrono::duration<double>(opts_.timeout_seconds));
+                                     std::chrono::duration<double>(opts_.timeout_seconds + 0.5));
   return std::make_shared<PsFuture>(str("worker ", opts_.worker_id, ": ", what), parts, deadline);
 }
 

@@ -139,6 +139,7 @@ class LocalServers:
         p = self.procs[shard]
         p.kill()
         p.wait()
+        p.stdout.close()
 
     def restart(self, shard: int) -> None:
         if self.procs[shard].poll() is None:
@@ -164,6 +165,8 @@ class LocalServers:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+            if not p.stdout.closed:
+                p.stdout.close()
 
     def __enter__(self):
         return self
