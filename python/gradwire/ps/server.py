@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 READY = "gradwire-ps shard {shard} listening on {address}"
 
@@ -90,9 +90,11 @@ def spawn(
     threads: int,
     env: Optional[Dict[str, str]] = None,
     timeout: float = 60.0,
+    prefix: Sequence[str] = (),
 ):
-    """Starts `gradwire ps serve` for one shard; returns (process, address) once it listens."""
-    cmd = [sys.executable, "-m", "gradwire.cli", "ps", "serve"]
+    """Starts `gradwire ps serve` for one shard (behind the command `prefix`, if any); returns
+    (process, address) once it listens."""
+    cmd = [*prefix, sys.executable, "-m", "gradwire.cli", "ps", "serve"]
     cmd += ["--shard-id", str(shard), "--num-servers", str(num_servers)]
     cmd += ["--num-workers", str(num_workers), "--mode", mode, "--staleness", str(staleness)]
     cmd += ["--host", host, "--port", str(port), "--threads", str(threads)]
