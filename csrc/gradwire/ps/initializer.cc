@@ -8,9 +8,12 @@ namespace gw {
 namespace ps {
 namespace {
 
-// A uniform double in (0, 1) from a counter: splitmix64 of (seed, row, index).
-double unit(uint64_t seed, int64_t row, uint64_t i) {
-  uint64_t x = splitmix64(seed ^ splitmix64(uint64_t(row) ^ splitmix64(i)));
+// The stream of row `row`: uniform doubles in (0, 1) from a counter, splitmix64(base + i).
+uint64_t row_base(uint64_t seed, int64_t row) {
+  return splitmix64(seed ^ splitmix64(uint64_t(row)));
+}
+double unit(uint64_t base, uint64_t i) {
+  uint64_t x = splitmix64(base + i * 0x9e3779b97f4a7c15ull);
   return (double(x >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
@@ -52,22 +55,23 @@ InitSpec InitSpec::decode(Reader& r) {
 }
 
 void init_row(const InitSpec& init, int64_t row, float* out, uint32_t dim) {
-  for (uint32_t i = 0; i < dim; ++i) {
-    switch (init.kind) {
-      case InitKind::kZeros:
-        out[i] = 0.0f;
-        break;
-      case InitKind::kUniform:
-        out[i] = float(init.a + (init.b - init.a) * unit(init.seed, row, i));
-        break;
-      case InitKind::kNormal: {
-        // Box-Muller on two independent uniforms per element.
-        double u1 = unit(init.seed, row, 2ull * i), u2 = unit(init.seed, row, 2ull * i + 1);
-        double z = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-        out[i] = float(init.a + init.b * z);
-        break;
+  const uint64_t base = row_base(init.seed, row);
+  switch (init.kind) {
+    case InitKind::kZeros:
+      for (uint32_t i = 0; i < dim; ++i) out[i] = 0.0f;
+      return;
+    case InitKind::kUniform:
+      for (uint32_t i = 0; i < dim; ++i) out[i] = float(init.a + (init.b - init.a) * unit(base, i));
+      return;
+    case InitKind::kNormal:
+      // Box-Muller: each pair of uniforms gives two independent normals.
+      for (uint32_t i = 0; i < dim; i += 2) {
+        double r = std::sqrt(-2.0 * std::log(unit(base, i))),
+               t = 6.283185307179586 * unit(base, i + 1);
+        out[i] = float(init.a + init.b * r * std::cos(t));
+        if (i + 1 < dim) out[i + 1] = float(init.a + init.b * r * std::sin(t));
       }
-    }
+      return;
   }
 }
 
