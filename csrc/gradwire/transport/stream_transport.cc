@@ -479,6 +479,9 @@ void StreamTransport::on_header(Peer& p) {
     case FrameType::kCmaDone:
     case FrameType::kCmaRefuse:
       break;
+    case FrameType::kPsRequest:
+    case FrameType::kPsReply:
+      break;  // never reaches here: validate_header rejects them on collective connections
   }
   if (p.remaining == 0) on_frame_done(p);
 }
