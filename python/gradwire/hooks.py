@@ -18,7 +18,6 @@ is dropped, and a warning is logged on logger "gradwire.compression". The defaul
 about 1 / ratio steps of gradient); threshold sparsification uses 100.
 """
 
-from __future__ import annotations
 
 import logging
 import math
@@ -31,6 +30,8 @@ import torch.distributed as dist
 from gradwire import _compressed
 from gradwire import compression as _compression
 from gradwire.errors import InvalidArgumentError
+
+# No `from __future__ import annotations` here: DDP checks the hook's annotations at run time.
 
 __all__ = ["CompressionState", "compressed", "CompressedReduceScatter"]
 
@@ -168,7 +169,9 @@ def _pg(group):
     return _compression._group(group)
 
 
-def compressed(state: CompressionState, bucket: dist.GradBucket) -> torch.futures.Future:
+def compressed(
+    state: CompressionState, bucket: dist.GradBucket
+) -> torch.futures.Future[torch.Tensor]:
     """DDP comm hook: averages the bucket through gradwire with ``state``'s codec.
 
     Dense (a plain gradwire allreduce) during warm-up and for buckets that fell back.
