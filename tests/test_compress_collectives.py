@@ -355,3 +355,45 @@ def _mismatch_run(rank, size):
 def test_ranks_with_different_codecs_fail_clearly():
     for kind, msg in run_world(_mismatch_run, 2, timeout=45):
         assert kind in ("MismatchError", "PeerError"), (kind, msg)
+
+
+def _bench(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "gradwire.bench", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.timeout(150)
+def test_bench_reports_wire_bytes_and_ratio(tmp_path):
+    import json
+
+    out = tmp_path / "rows.json"
+    small = ["-b", "4K", "-e", "64K", "-f", "16", "-n", "2", "-w", "1", "--no-progress"]
+    p = _bench(
+        "allreduce,reduce_scatter", "--codec", "int8", "--np", "2", *small, "--json", str(out)
+    )
+    assert p.returncode == 0, p.stderr
+    assert "# codec int8: wire bytes" in p.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["op"] for r in rows} == {"allreduce", "reduce_scatter"}
+    for r in rows:
+        assert r["codec"] == "int8" and r["wrong"] is None
+        assert 0 < r["wire_bytes"] < r["nbytes"] and r["ratio"] > 2, r
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--codec", "int9"], "unknown codec spec 'int9'"),
+        (["--codec", "int8", "--backend", "gloo"], "--codec needs --backend gradwire"),
+        (["broadcast", "--codec", "int8"], "not broadcast"),
+        (["--codec", "int8", "-d", "int32"], "floating-point data"),
+        (["--codec", "int8", "-o", "max"], "sum and avg"),
+    ],
+)
+def test_bench_bad_codec_is_a_clear_error(args, message):
+    p = _bench(*args)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
