@@ -27,6 +27,8 @@ void* ptr(py::handle buf) {
   return p;
 }
 
+}  // namespace
+
 // Runs `fn(exception_or_None)` with the GIL on the thread that completes the op. The Python
 // function object is released under the GIL too, unless the interpreter is already going away.
 Work::Callback wrap_callback(py::object fn) {
@@ -47,6 +49,8 @@ Work::Callback wrap_callback(py::object fn) {
     }
   };
 }
+
+namespace {
 
 // Submits with the GIL released. A call with no callback whose caller waits right away
 // (`wait` = the inline_ok hint) waits here too and returns None, raising the op's error: one
@@ -208,6 +212,9 @@ void register_engine(py::module_& m) {
         d["bytes_sent"] = s.bytes_sent;
         d["bytes_received"] = s.bytes_received;
         d["bytes_single_copy"] = s.bytes_single_copy;
+        d["compressed_ops"] = s.compressed_ops;
+        d["compressed_raw_bytes"] = s.compressed_raw_bytes;
+        d["compressed_wire_bytes"] = s.compressed_wire_bytes;
         return d;
       });
 }
