@@ -5,12 +5,14 @@ directory; a server that stays dead gives a clear error, never a hang. Workers a
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 
 import gradwire.ps as ps
 import pytest
 import torch
-from gradwire.errors import PeerError, TimeoutError
+from gradwire.errors import PeerError, ProtocolError, TimeoutError
 from ps_helpers import dyadic_grad, int_grad
 
 N = 140_000
@@ -111,8 +113,10 @@ def test_killed_server_restarts_without_losing_acknowledged_updates(tmp_path):
 
 
 @pytest.mark.timeout(90)
-def test_asp_pushes_survive_a_kill_with_on_demand_checkpoint(tmp_path):
-    with ps.start_local_servers(1, 1, mode="asp", checkpoint_dir=str(tmp_path)) as servers:
+@pytest.mark.parametrize("sync", ["write", "fdatasync"])
+def test_asp_pushes_survive_a_kill_with_on_demand_checkpoint(tmp_path, sync):
+    env = dict(os.environ, GRADWIRE_PS_WAL_SYNC=sync)
+    with ps.start_local_servers(1, 1, mode="asp", checkpoint_dir=str(tmp_path), env=env) as servers:
         c = ps.connect(servers.addresses, worker_id=0, num_workers=1, timeout=60)
         c.register_dense("w", torch.zeros(1000), optimizer=ps.SGD(lr=1.0))
         for s in range(5):
@@ -142,6 +146,20 @@ def test_dead_server_gives_a_clear_error_not_a_hang():
         dead = servers.addresses[0]
     with pytest.raises(TimeoutError, match="could not connect to parameter server shard 0"):
         ps.connect([dead], worker_id=0, num_workers=1, timeout=1)
+
+
+@pytest.mark.timeout(60)
+def test_garbage_and_unauthenticated_peers_are_refused_and_serving_goes_on():
+    env = dict(os.environ, GRADWIRE_AUTH_TOKEN="the-job-secret")
+    with ps.start_local_servers(1, 1, env=env) as servers:
+        host, port = servers.addresses[0].rsplit(":", 1)
+        for junk in (b"", b"GET / HTTP/1.0\r\n\r\n", bytes(range(256)) * 8):
+            with socket.create_connection((host, int(port)), timeout=5) as s:
+                s.sendall(junk)
+        # this process has no token: the server refuses the handshake, the client says why
+        with pytest.raises(ProtocolError, match="refused our authentication"):
+            ps.connect(servers.addresses, worker_id=0, num_workers=1, timeout=5)
+        assert servers.procs[0].poll() is None  # still serving
 
 
 @pytest.mark.timeout(60)
