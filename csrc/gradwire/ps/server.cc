@@ -30,7 +30,7 @@ struct Server::Outgoing {
   uint64_t seq;
   PsStatus status;
   std::string meta;
-  std::vector<char> data;
+  Bytes data;
 };
 
 namespace {
@@ -67,7 +67,7 @@ Server::Server(const ServerOptions& opts) : opts_(opts), state_(opts.shard) {
     ::mkdir(opts_.checkpoint_dir.c_str(), 0755);
     uint64_t gen = load_checkpoint(state_, opts_.checkpoint_dir);
     Wal::replay(opts_.checkpoint_dir, c.shard_id, gen,
-                [this](uint32_t op, std::vector<char>& p) { replay(op, p); });
+                [this](uint32_t op, Bytes& p) { replay(op, p); });
     // Continue in a fresh log generation: a torn tail of the old one must stay the end of it.
     wal_ = std::make_unique<Wal>(opts_.checkpoint_dir, c.shard_id,
                                  parse_wal_sync(Config::get().ps_wal_sync), gen);
@@ -268,7 +268,7 @@ bool Server::try_read(const std::shared_ptr<Peer>& peer, Message& m, std::vector
   PsOp op = PsOp(m.tag);
   Reader meta(m.meta(), m.meta_bytes);
   RequestHead h = meta.head();
-  std::vector<char> data;
+  Bytes data;
   std::string why;
   bool ready = false;
   switch (op) {
@@ -319,7 +319,7 @@ void Server::retry_parked(std::vector<Outgoing>* out) {
   }
 }
 
-void Server::replay(uint32_t op, std::vector<char>& payload) {
+void Server::replay(uint32_t op, Bytes& payload) {
   Message m;
   m.tag = op;
   m.payload = std::move(payload);

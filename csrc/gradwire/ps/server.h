@@ -62,7 +62,7 @@ class Server {
   // False when a non-root registration must wait for worker 0's.
   bool register_key(PsOp op, const RequestHead& h, Reader& meta, const Message& m);
   // Applies a logged mutation during replay (no parking, no log).
-  void replay(uint32_t op, std::vector<char>& payload);
+  void replay(uint32_t op, Bytes& payload);
   // Runs a read (or waiting registration); false when it must stay parked.
   bool try_read(const std::shared_ptr<Peer>& peer, Message& m, std::vector<Outgoing>* out);
   void retry_parked(std::vector<Outgoing>* out);

@@ -165,7 +165,7 @@ void ServerLink::read_reply(Connection& c, const FrameHeader& h) {
       while (!meta.empty() && meta.back() == '\0') meta.pop_back();
       err = server_error(PsStatus(h.tag), shard, meta);
     } else if (req->on_data) {
-      std::vector<char> buf(data_bytes);
+      Bytes buf(data_bytes);
       c.read_exact(buf.data(), data_bytes);
       req->on_data(buf.data(), data_bytes);
     } else {
