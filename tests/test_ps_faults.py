@@ -6,6 +6,7 @@ directory; a server that stays dead gives a clear error, never a hang. Workers a
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 
@@ -146,6 +147,21 @@ def test_dead_server_gives_a_clear_error_not_a_hang():
         dead = servers.addresses[0]
     with pytest.raises(TimeoutError, match="could not connect to parameter server shard 0"):
         ps.connect([dead], worker_id=0, num_workers=1, timeout=1)
+
+
+@pytest.mark.timeout(60)
+def test_stopped_server_fails_the_op_at_its_deadline():
+    with ps.start_local_servers(1, 1) as servers:
+        c = ps.connect(servers.addresses, worker_id=0, num_workers=1, timeout=2)
+        n = 16 << 20  # 64 MB: more than the socket buffers hold
+        c.register_dense("w", torch.zeros(n))
+        os.kill(servers.procs[0].pid, signal.SIGSTOP)
+        try:
+            with pytest.raises((TimeoutError, PeerError), match="push\\('w'\\)"):
+                c.push("w", torch.ones(n))
+        finally:
+            os.kill(servers.procs[0].pid, signal.SIGCONT)
+        c.close()
 
 
 @pytest.mark.timeout(60)

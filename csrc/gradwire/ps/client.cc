@@ -35,7 +35,8 @@ Client::Client(const ClientOptions& opts) : opts_(opts), session_(random_session
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(opts.timeout_seconds));
   for (size_t s = 0; s < opts.servers.size(); ++s) {
-    LinkIdentity id{int(s), int(opts.servers.size()), opts.worker_id, opts.servers[s]};
+    LinkIdentity id{int(s), int(opts.servers.size()), opts.worker_id, opts.servers[s],
+                    opts.timeout_seconds};
     links_.push_back(std::make_unique<ServerLink>(id, deadline));
   }
 }

@@ -144,8 +144,8 @@ void Server::serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock) {
            " (a server rank)");
     return;
   }
-  peer->conn =
-      std::make_shared<Connection>(std::move(sock), c.shard_id, rank, str("worker ", worker));
+  peer->conn = std::make_shared<Connection>(
+      std::move(sock), c.shard_id, rank, str("worker ", worker), Config::get().ps_timeout_seconds);
   {
     std::lock_guard<std::mutex> lk(peers_mu_);
     peers_.push_back(peer);

@@ -70,7 +70,7 @@ std::shared_ptr<Connection> ServerLink::connect(std::chrono::steady_clock::time_
   tcp::handshake_as_client(s, kPsCommId, my_rank, id_.shard, Config::get().auth_token,
                            std::min(deadline, Clock::now() + std::chrono::seconds(10)));
   return std::make_shared<Connection>(std::move(s), my_rank, id_.shard,
-                                      str("parameter server ", who));
+                                      str("parameter server ", who), id_.timeout_seconds);
 }
 
 void ServerLink::submit(std::shared_ptr<PendingRequest> req,
