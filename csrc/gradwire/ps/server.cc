@@ -96,7 +96,7 @@ void Server::stop() {
     std::lock_guard<std::mutex> lk(peers_mu_);
     for (auto& p : peers_) p->conn->shutdown();
   }
-  for (auto& t : peer_threads_) t.join();
+  for (auto& t : peer_threads_) t.thread.join();
   pool_.reset();
   listener_.close();
 }
@@ -120,10 +120,20 @@ void Server::accept_loop() {
                                   return p->conn && p->conn->closed() && p.use_count() == 1;
                                 }),
                  peers_.end());
-    peer_threads_.emplace_back(
-        [this, peer, who, sock = std::make_shared<tcp::Socket>(std::move(s))]() mutable {
+    for (auto it = peer_threads_.begin(); it != peer_threads_.end();) {
+      if (it->done->load()) {
+        it->thread.join();
+        it = peer_threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    peer_threads_.push_back(PeerThread{
+        done, std::thread([this, peer, done, sock = std::make_shared<tcp::Socket>(std::move(s))] {
           serve_peer(peer, std::move(*sock));
-        });
+          done->store(true);
+        })});
   }
 }
 

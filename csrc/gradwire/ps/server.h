@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -83,7 +84,11 @@ class Server {
 
   std::mutex peers_mu_;
   std::vector<std::shared_ptr<Peer>> peers_;
-  std::vector<std::thread> peer_threads_;
+  struct PeerThread {
+    std::shared_ptr<std::atomic<bool>> done;  // joined by the acceptor once set
+    std::thread thread;
+  };
+  std::list<PeerThread> peer_threads_;
 
   std::atomic<bool> stopping_{false};
   std::mutex stop_mu_;
