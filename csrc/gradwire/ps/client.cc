@@ -86,7 +86,7 @@ void Client::note_read(uint64_t at_clock, Reader& meta) {
   }
 }
 
-const Client::DenseInfo& Client::dense(const std::string& name, uint64_t numel, const char* op) {
+Client::DenseInfo Client::dense(const std::string& name, uint64_t numel, const char* op) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = dense_.find(name);
   GW_CHECK_ARG(it != dense_.end(), op, "('", name, "'): not registered by worker ", opts_.worker_id,
@@ -97,7 +97,7 @@ const Client::DenseInfo& Client::dense(const std::string& name, uint64_t numel, 
   return it->second;
 }
 
-const Client::TableInfo& Client::table(const std::string& name, const char* op) {
+Client::TableInfo Client::table(const std::string& name, const char* op) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = tables_.find(name);
   GW_CHECK_ARG(it != tables_.end(), op, "('", name, "'): not registered by worker ",
@@ -146,7 +146,7 @@ std::shared_ptr<PsFuture> Client::register_dense(const std::string& name,
 
 std::shared_ptr<PsFuture> Client::dense_op(PsOp op, const std::string& name, const float* grad,
                                            float* out, uint64_t numel) {
-  const DenseInfo& info = dense(name, numel, op_name(op));
+  const DenseInfo info = dense(name, numel, op_name(op));
   const DensePartition& part = *info.part;
   std::vector<int> shards;
   for (int s = 0; s < num_servers(); ++s) {

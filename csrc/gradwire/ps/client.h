@@ -70,8 +70,8 @@ class Client {
     uint32_t dim;
   };
 
-  const DenseInfo& dense(const std::string& name, uint64_t numel, const char* op);
-  const TableInfo& table(const std::string& name, const char* op);
+  DenseInfo dense(const std::string& name, uint64_t numel, const char* op);
+  TableInfo table(const std::string& name, const char* op);
   std::shared_ptr<PsFuture> dense_op(PsOp op, const std::string& name, const float* grad,
                                      float* out, uint64_t numel);
   std::shared_ptr<PendingRequest> request(PsOp op, std::string what,
