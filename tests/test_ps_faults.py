@@ -113,6 +113,49 @@ def test_killed_server_restarts_without_losing_acknowledged_updates(tmp_path):
         c.close()
 
 
+def _cut_worker(addresses, worker, workers, errors):
+    try:
+        c = ps.connect(addresses, worker_id=worker, num_workers=workers, timeout=60)
+        c.register_dense("w", torch.zeros(N), optimizer=ps.SGD(lr=0.5))
+        for step in range(5):
+            if step == 3:
+                c.checkpoint(collective=True)
+            c.push("w", dyadic_grad(worker, step, N))
+            c.clock()
+        c.close()
+    except BaseException as e:
+        errors.append(f"worker {worker}: {type(e).__name__}: {e}")
+
+
+@pytest.mark.timeout(90)
+def test_collective_checkpoint_is_one_consistent_cut(tmp_path):
+    workers = 2
+    with ps.start_local_servers(2, workers, mode="asp", checkpoint_dir=str(tmp_path)) as servers:
+        errors = []
+        threads = [
+            threading.Thread(target=_cut_worker, args=(servers.addresses, w, workers, errors))
+            for w in range(workers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+    for wal in tmp_path.glob("shard-*.wal.*"):
+        wal.unlink()  # restore the cut itself, not what the logs added after it
+    want = torch.zeros(N)
+    for step in range(3):
+        for w in range(workers):
+            want -= 0.5 * dyadic_grad(w, step, N)
+    with ps.start_local_servers(2, workers, mode="asp", checkpoint_dir=str(tmp_path)) as again:
+        c = ps.connect(again.addresses, worker_id=0, num_workers=workers, timeout=30)
+        c.register_dense("w", torch.zeros(N), optimizer=ps.SGD(lr=0.5))
+        got = c.pull("w", torch.empty(N))
+        c.close()
+    # every worker's first three pushes, on both shards, and nothing after
+    assert torch.equal(got, want)
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("sync", ["write", "fdatasync"])
 def test_asp_pushes_survive_a_kill_with_on_demand_checkpoint(tmp_path, sync):

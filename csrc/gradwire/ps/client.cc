@@ -304,10 +304,11 @@ std::shared_ptr<PsFuture> Client::clock() {
   return f;
 }
 
-std::shared_ptr<PsFuture> Client::checkpoint() {
-  auto f = future("checkpoint()", num_servers());
+std::shared_ptr<PsFuture> Client::checkpoint(bool collective) {
+  uint64_t epoch = collective ? ++checkpoint_epoch_ : 0;
+  auto f = future(collective ? "checkpoint(collective=True)" : "checkpoint()", num_servers());
   for (int s = 0; s < num_servers(); ++s) {
-    send(s, request(PsOp::kCheckpoint, f->description(), f), "", nullptr);
+    send(s, request(PsOp::kCheckpoint, f->description(), f), "", [&](Writer& w) { w.u64(epoch); });
   }
   return f;
 }

@@ -225,10 +225,7 @@ void Server::handle(const std::shared_ptr<Peer>& peer, Message& m) {
                  "request names worker ", h.worker, " on the connection of worker ",
                  peer->conn->peer_rank() - opts_.shard.num_servers);
     if (op == PsOp::kCheckpoint) {
-      uint64_t gen = checkpoint();
-      Writer w;
-      w.u64(gen);
-      out.push_back({peer, m.seq, PsStatus::kOk, w.finish(), {}});
+      checkpoint_request(peer, m.seq, h, meta.u64(), &out);
       send_all(out);
       return;
     }
@@ -377,6 +374,31 @@ void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const M
     default:
       GW_THROW(ProtocolError, "op ", op_name(op), " is not a mutation");
   }
+}
+
+void Server::checkpoint_request(const std::shared_ptr<Peer>& peer, uint64_t seq,
+                                const RequestHead& h, uint64_t epoch, std::vector<Outgoing>* out) {
+  GW_CHECK_ARG(!opts_.checkpoint_dir.empty(), "parameter server shard ", opts_.shard.shard_id,
+               " has no checkpoint directory (start it with --checkpoint-dir)");
+  std::lock_guard<std::mutex> lk(mu_);
+  if (epoch == 0) {  // on demand: now
+    Writer w;
+    w.u64(checkpoint_locked());
+    out->push_back({peer, seq, PsStatus::kOk, w.finish(), {}});
+    return;
+  }
+  // Collective: every worker asks after its earlier requests were answered and waits for the
+  // reply before sending more, so once all have asked no request of theirs is in flight on any
+  // shard: the shards' checkpoints of this epoch form one consistent cut.
+  auto& waiting = collective_[epoch];
+  waiting[h.worker] = {peer, seq};
+  if (waiting.size() < size_t(opts_.shard.num_workers)) return;
+  Writer w;
+  w.u64(checkpoint_locked());
+  std::string reply = w.finish();
+  for (auto& [worker, who] : waiting)
+    out->push_back({who.first, who.second, PsStatus::kOk, reply, {}});
+  collective_.erase(epoch);
 }
 
 uint64_t Server::checkpoint() {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <deque>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -69,6 +70,9 @@ class Server {
   void retry_parked(std::vector<Outgoing>* out);
   // Sends replies (after the state lock is released); a vanished worker is skipped.
   static void send_all(std::vector<Outgoing>& out);
+  // kCheckpoint: epoch 0 writes now; epoch k > 0 waits until every worker asked for epoch k.
+  void checkpoint_request(const std::shared_ptr<Peer>& peer, uint64_t seq, const RequestHead& h,
+                          uint64_t epoch, std::vector<Outgoing>* out);
   void checkpoint_loop();
   uint64_t checkpoint_locked();
 
@@ -81,6 +85,8 @@ class Server {
 
   std::mutex mu_;  // state_, wal_ appends, parked_
   std::vector<std::unique_ptr<Parked>> parked_;
+  // Collective checkpoints waiting for workers: epoch -> worker -> (peer, request id).
+  std::map<uint64_t, std::map<uint32_t, std::pair<std::shared_ptr<Peer>, uint64_t>>> collective_;
 
   std::mutex peers_mu_;
   std::vector<std::shared_ptr<Peer>> peers_;
