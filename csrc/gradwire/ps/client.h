@@ -43,7 +43,8 @@ class Client {
 
   std::shared_ptr<PsFuture> register_sparse(const std::string& table, int64_t num_rows,
                                             uint32_t dim, const InitSpec& init, const OptSpec& opt);
-  // `ids` must be distinct (the Python layer de-duplicates); out / grads are n x dim.
+  // `ids` may repeat: each distinct id is requested once, and pushed once with the sum of its
+  // gradients (de-duplication on the worker); out / grads are n x dim.
   std::shared_ptr<PsFuture> pull_rows(const std::string& table, const int64_t* ids, uint64_t n,
                                       float* out);
   std::shared_ptr<PsFuture> push_rows(const std::string& table, const int64_t* ids, uint64_t n,
@@ -51,7 +52,9 @@ class Client {
 
   // Advances this worker's clock on every server.
   std::shared_ptr<PsFuture> clock();
-  std::shared_ptr<PsFuture> checkpoint();
+  // collective: every worker calls it at the same point; the shards write when all have, which
+  // makes their checkpoints one consistent cut of the job.
+  std::shared_ptr<PsFuture> checkpoint(bool collective);
   void close();
 
   uint64_t current_clock() const { return clock_.load(); }
@@ -69,9 +72,20 @@ class Client {
     int64_t num_rows;
     uint32_t dim;
   };
+  // The rows of one request that one shard holds: its distinct ids, and for every position of
+  // the request, the slot of its id.
+  struct ShardRows {
+    std::vector<int64_t> ids;
+    std::vector<std::pair<uint32_t, uint64_t>> slot_pos;
+  };
+  struct RowPlan {
+    TableInfo table;
+    std::vector<ShardRows> shards;
+  };
+  RowPlan plan_rows(const std::string& table, const int64_t* ids, uint64_t n, const char* op);
 
-  const DenseInfo& dense(const std::string& name, uint64_t numel, const char* op);
-  const TableInfo& table(const std::string& name, const char* op);
+  DenseInfo dense(const std::string& name, uint64_t numel, const char* op);
+  TableInfo table(const std::string& name, const char* op);
   std::shared_ptr<PsFuture> dense_op(PsOp op, const std::string& name, const float* grad,
                                      float* out, uint64_t numel);
   std::shared_ptr<PendingRequest> request(PsOp op, std::string what,
@@ -89,6 +103,7 @@ class Client {
   std::map<std::string, TableInfo> tables_;
   std::atomic<uint64_t> clock_{0};
   std::atomic<uint64_t> max_staleness_{0};
+  std::atomic<uint64_t> checkpoint_epoch_{0};
 };
 
 }  // namespace ps

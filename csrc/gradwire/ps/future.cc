@@ -31,8 +31,8 @@ void PsFuture::wait() {
     if (remaining_ != 0) {
       err_ = std::make_exception_ptr(TimeoutError(str(
           what_, " did not complete before its deadline (GRADWIRE_PS_TIMEOUT or connect(",
-          "timeout=...)); a BSP/SSP read waits for the slowest worker, so a stuck or dead worker ",
-          "or server holds it")));
+          "timeout=...)): the servers answer a BSP/SSP read only when the slowest worker catches ",
+          "up, and a registration only after worker 0's, so a stuck or dead worker holds them")));
       remaining_ = 0;
     }
   }

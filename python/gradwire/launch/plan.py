@@ -143,6 +143,11 @@ def make_plan(opts, d: Detected, env: Mapping[str, str]) -> Plan:
     p.master_port = int(port) if port else (DEFAULT_PORT if p.launchers > 1 else 0)
     if p.num_servers < 0:
         raise LaunchError(f"--num-servers {p.num_servers}: must be >= 0")
+    if p.num_servers and p.passthrough:
+        raise LaunchError(
+            "--num-servers needs gradwire's own rendezvous: run `gradwire run --num-servers S` "
+            "instead of under torchrun (or start the shards with `gradwire ps serve`)"
+        )
     if opts.max_restarts < 0:
         raise LaunchError("--max-restarts must be >= 0")
     return p

@@ -8,6 +8,7 @@ every launcher through the rendezvous store and every worker as GRADWIRE_PS_SERV
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Dict, List, Mapping, Optional
 
@@ -19,7 +20,7 @@ KEY = "gw/ps/servers"
 class ServerGroup:
     def __init__(self, num_servers: int, num_workers: int, host: str, opts, env: Mapping[str, str]):
         self.num_servers, self.num_workers, self.host = num_servers, num_workers, host
-        self.env = dict(env)
+        self.env = dict(env, GRADWIRE_LAUNCHER_PID=str(os.getpid()))
         self.opts = dict(
             mode=opts.ps_mode,
             staleness=opts.ps_staleness,

@@ -11,10 +11,16 @@ Servers: ``gradwire ps serve ...``, ``gradwire run --num-servers S ...`` or
     rows = client.pull_rows("emb", ids); client.push_rows("emb", ids, grads)
 """
 
-from gradwire.ps.client import Client, Future, connect
-from gradwire.ps.embedding import ShardedEmbedding
 from gradwire.ps.optim import SGD, Adagrad, Adam, Normal, Uniform, Zeros
 from gradwire.ps.server import LocalServers, start_local_servers
+
+try:
+    import torch  # noqa: F401
+except ImportError:  # a server process: the request path is C++ and needs no torch
+    pass
+else:
+    from gradwire.ps.client import Client, Future, connect
+    from gradwire.ps.embedding import ShardedEmbedding
 
 __all__ = [
     "SGD",

@@ -171,10 +171,10 @@ class Client:
         what = _name("pull_rows", table)
         dim = self._dim("pull_rows", table)
         flat = _ids(ids, what)
-        uniq, inverse = torch.unique(flat, return_inverse=True)
-        buf = torch.empty(uniq.numel(), dim, dtype=torch.float32)
-        fut = self._c.pull_rows(table, uniq.data_ptr(), uniq.numel(), buf.data_ptr())
-        return Future(fut, (uniq, buf), lambda: buf[inverse])
+        buf = torch.empty(flat.numel(), dim, dtype=torch.float32)
+        # each distinct id is requested once (C++ de-duplicates and fans the rows back out)
+        fut = self._c.pull_rows(table, flat.data_ptr(), flat.numel(), buf.data_ptr())
+        return Future(fut, (flat, buf), lambda: buf)
 
     def pull_rows(self, table: str, ids) -> torch.Tensor:
         """Rows ``ids`` (int64, any order, repeats allowed) as float32 ``[len(ids), dim]``."""
@@ -188,11 +188,9 @@ class Client:
             shape = list(grads.shape) if isinstance(grads, torch.Tensor) else type(grads).__name__
             raise ValueError(f"{what}: grads must have shape [{flat.numel()}, {dim}], got {shape}")
         g = _f32(grads.detach(), what, "grads")
-        # De-duplicate on the worker: one row, one summed gradient, one update.
-        uniq, inverse = torch.unique(flat, return_inverse=True)
-        summed = torch.zeros(uniq.numel(), dim, dtype=torch.float32).index_add_(0, inverse, g)
-        fut = self._c.push_rows(table, uniq.data_ptr(), uniq.numel(), summed.data_ptr())
-        return Future(fut, (uniq, summed))
+        # De-duplicated on the worker (in C++): one row, one summed gradient, one update.
+        fut = self._c.push_rows(table, flat.data_ptr(), flat.numel(), g.data_ptr())
+        return Future(fut, (flat, g))
 
     def push_rows(self, table: str, ids, grads: torch.Tensor) -> None:
         """Send row gradients (float32 ``[len(ids), dim]``); repeated ids are summed first."""
@@ -204,9 +202,13 @@ class Client:
         Future(self._c.clock()).wait()
         return self._c.current_clock
 
-    def checkpoint(self) -> None:
-        """Every shard writes a checkpoint now (needs servers started with a checkpoint dir)."""
-        Future(self._c.checkpoint()).wait()
+    def checkpoint(self, collective: bool = False) -> None:
+        """Every shard writes a checkpoint (needs servers started with a checkpoint dir).
+
+        ``collective=True``: every worker calls it at the same point of its loop; the shards
+        write once all workers have asked, so their checkpoints are one consistent cut of the
+        job (each worker's operations before the call, none after)."""
+        Future(self._c.checkpoint(collective)).wait()
 
     @property
     def current_clock(self) -> int:
