@@ -40,7 +40,7 @@ def test_openmpi_two_processes_per_rank(mpirun, tmp_path):
     out.mkdir()
     cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "2", sys.executable, "-m",
            "gradwire.run", "--nproc-per-node", "2", "--dry-run", str(TRAIN)]  # fmt: skip
-    r = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, timeout=120)
+    r = subprocess.run(cmd, env=clean_env(), capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("environment: openmpi") == 2
     assert "launchers: 2 (this one: 1), 2 process(es) each -> world size 4" in r.stdout
