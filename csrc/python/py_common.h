@@ -14,6 +14,7 @@ void register_store(py::module_& m);
 void register_engine(py::module_& m);
 void register_kernels(py::module_& m);
 void register_protocol(py::module_& m);
+void register_ps(py::module_& m);
 
 // The Python exception object for a C++ error (GIL held).
 py::object to_py_exception(std::exception_ptr e);

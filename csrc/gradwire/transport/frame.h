@@ -23,6 +23,8 @@ enum class FrameType : uint8_t {
   kAbort = 2,       // payload: UTF-8 reason; the sender's communicator is unusable
   kProbe = 3,       // "which op are you in?" sent by a rank whose wait timed out
   kProbeReply = 4,  // seq = the replier's current op seq, tag = 1 if it is inside that op
+  kPsRequest = 5,   // parameter server: seq = request id, tag = PsOp (ps/messages.h)
+  kPsReply = 6,     // parameter server: seq = the request's id, tag = PsStatus
 };
 
 enum class OpKind : uint8_t {
@@ -95,6 +97,12 @@ OpFingerprint header_fingerprint(const FrameHeader& h);
 constexpr uint64_t kMaxMessageBytes = 1ull << 40;
 
 // Checks a received header; returns an empty string when valid, else what is wrong.
+// Collective frames only: parameter-server frame types are rejected here.
 std::string validate_header(const FrameHeader& h, uint32_t comm_id, int expected_src);
+
+// Parameter-server connections carry whole messages in single frames under this id
+// (docs/wire-protocol.md, "Parameter server").
+constexpr uint32_t kPsCommId = 0x53505747;  // "GWPS"
+std::string validate_ps_header(const FrameHeader& h, FrameType expected, int expected_src);
 
 }  // namespace gw

@@ -453,6 +453,9 @@ void StreamTransport::on_header(Peer& p) {
     case FrameType::kProbeReply:
       probe_replies_[p.rank] = ProbeReply{true, h.seq, h.tag == 1};
       break;
+    case FrameType::kPsRequest:
+    case FrameType::kPsReply:
+      break;  // never reaches here: validate_header rejects them on collective connections
   }
   if (p.remaining == 0) on_frame_done(p);
 }
