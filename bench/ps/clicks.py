@@ -25,10 +25,10 @@ import torch
 
 @dataclass(frozen=True)
 class ClickSpec:
-    num_users: int = 4_000
-    num_items: int = 1_000
-    num_categories: int = 50
-    num_samples: int = 400_000
+    num_users: int = 12_000
+    num_items: int = 3_000
+    num_categories: int = 100
+    num_samples: int = 1_200_000
     rank: int = 8
     segments: int = 4
     test_fraction: float = 0.2

@@ -52,7 +52,7 @@ class HParams:
     lr_emb: float = 0.1
     lr_dense: float = 0.02
     init_std: float = 0.1
-    eval_every: int = 100
+    eval_every: int = 200
     seed: int = 7
 
 
