@@ -34,9 +34,18 @@ def uptime() -> str:
 
 
 def machine() -> Dict[str, Any]:
+    """The machine, plus the commit of the working tree the run used."""
     from gradwire.bench import machine as m
 
-    return m.describe()
+    info = m.describe()
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        info["commit"] = head.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        info["commit"] = "unknown"
+    return info
 
 
 def save(
