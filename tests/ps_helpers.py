@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 
@@ -15,3 +17,24 @@ def dyadic_grad(worker: int, step: int, n: int) -> torch.Tensor:
 def int_grad(worker: int, step: int, n: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(7919 * worker + step + 1)
     return torch.randint(-3, 4, (n,), generator=g).float()
+
+
+def in_threads(fn, size, *args, timeout: float = 60.0):
+    """Runs fn(rank, size, *args) for every rank, each in its own thread with its own client
+    (the cheap way to have several workers; the servers are real processes either way)."""
+    results, errors = [None] * size, []
+
+    def body(rank):
+        try:
+            results[rank] = fn(rank, size, *args)
+        except BaseException as e:  # reported below
+            errors.append(f"worker {rank}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=body, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a worker thread hung"
+    assert not errors, errors
+    return results

@@ -9,7 +9,7 @@ import gradwire.ps as ps
 import pytest
 import torch
 from gradwire.errors import InvalidArgumentError
-from ps_helpers import dyadic_grad, int_grad
+from ps_helpers import dyadic_grad, in_threads, int_grad
 from world import run_world
 
 N = 150_000  # three 64K-element blocks: spread over both servers
@@ -64,7 +64,7 @@ def _asp_worker(rank, size, addresses, steps):
 def test_asp_applies_every_push_exactly_once():
     workers, steps = 2, 6
     with ps.start_local_servers(2, workers, mode="asp") as servers:
-        run_world(_asp_worker, workers, servers.addresses, steps)
+        in_threads(_asp_worker, workers, servers.addresses, steps)
         c = ps.connect(servers.addresses, worker_id=0, num_workers=workers, timeout=30)
         c.register_dense("w", torch.zeros(N), optimizer=ps.SGD(lr=1.0))
         got = c.pull("w", torch.empty(N))
@@ -146,6 +146,6 @@ def _mismatch_worker(rank, size, addresses):
 @pytest.mark.timeout(60)
 def test_mismatched_registration_names_both_shapes():
     with ps.start_local_servers(1, 2, mode="asp") as servers:
-        res = run_world(_mismatch_worker, 2, servers.addresses)
+        res = in_threads(_mismatch_worker, 2, servers.addresses)
     assert res[0] == "ok"
     assert "worker 1 registers shape [6, 4]" in res[1] and "[4, 6]" in res[1], res[1]

@@ -6,6 +6,7 @@ directory; a server that stays dead gives a clear error, never a hang. Workers a
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import threading
 
@@ -112,6 +113,49 @@ def test_killed_server_restarts_without_losing_acknowledged_updates(tmp_path):
         c.close()
 
 
+def _cut_worker(addresses, worker, workers, errors):
+    try:
+        c = ps.connect(addresses, worker_id=worker, num_workers=workers, timeout=60)
+        c.register_dense("w", torch.zeros(N), optimizer=ps.SGD(lr=0.5))
+        for step in range(5):
+            if step == 3:
+                c.checkpoint(collective=True)
+            c.push("w", dyadic_grad(worker, step, N))
+            c.clock()
+        c.close()
+    except BaseException as e:
+        errors.append(f"worker {worker}: {type(e).__name__}: {e}")
+
+
+@pytest.mark.timeout(90)
+def test_collective_checkpoint_is_one_consistent_cut(tmp_path):
+    workers = 2
+    with ps.start_local_servers(2, workers, mode="asp", checkpoint_dir=str(tmp_path)) as servers:
+        errors = []
+        threads = [
+            threading.Thread(target=_cut_worker, args=(servers.addresses, w, workers, errors))
+            for w in range(workers)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors, errors
+    for wal in tmp_path.glob("shard-*.wal.*"):
+        wal.unlink()  # restore the cut itself, not what the logs added after it
+    want = torch.zeros(N)
+    for step in range(3):
+        for w in range(workers):
+            want -= 0.5 * dyadic_grad(w, step, N)
+    with ps.start_local_servers(2, workers, mode="asp", checkpoint_dir=str(tmp_path)) as again:
+        c = ps.connect(again.addresses, worker_id=0, num_workers=workers, timeout=30)
+        c.register_dense("w", torch.zeros(N), optimizer=ps.SGD(lr=0.5))
+        got = c.pull("w", torch.empty(N))
+        c.close()
+    # every worker's first three pushes, on both shards, and nothing after
+    assert torch.equal(got, want)
+
+
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("sync", ["write", "fdatasync"])
 def test_asp_pushes_survive_a_kill_with_on_demand_checkpoint(tmp_path, sync):
@@ -146,6 +190,21 @@ def test_dead_server_gives_a_clear_error_not_a_hang():
         dead = servers.addresses[0]
     with pytest.raises(TimeoutError, match="could not connect to parameter server shard 0"):
         ps.connect([dead], worker_id=0, num_workers=1, timeout=1)
+
+
+@pytest.mark.timeout(60)
+def test_stopped_server_fails_the_op_at_its_deadline():
+    with ps.start_local_servers(1, 1) as servers:
+        c = ps.connect(servers.addresses, worker_id=0, num_workers=1, timeout=2)
+        n = 16 << 20  # 64 MB: more than the socket buffers hold
+        c.register_dense("w", torch.zeros(n))
+        os.kill(servers.procs[0].pid, signal.SIGSTOP)
+        try:
+            with pytest.raises((TimeoutError, PeerError), match="push\\('w'\\)"):
+                c.push("w", torch.ones(n))
+        finally:
+            os.kill(servers.procs[0].pid, signal.SIGCONT)
+        c.close()
 
 
 @pytest.mark.timeout(60)

@@ -127,7 +127,8 @@ void register_ps(py::module_& m) {
           },
           py::call_guard<py::gil_scoped_release>())
       .def("clock", &Client::clock, py::call_guard<py::gil_scoped_release>())
-      .def("checkpoint", &Client::checkpoint, py::call_guard<py::gil_scoped_release>())
+      .def("checkpoint", &Client::checkpoint, py::arg("collective") = false,
+           py::call_guard<py::gil_scoped_release>())
       .def("close", &Client::close, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("current_clock", &Client::current_clock)
       .def_property_readonly("max_observed_staleness", &Client::max_observed_staleness)

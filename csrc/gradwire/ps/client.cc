@@ -35,7 +35,8 @@ Client::Client(const ClientOptions& opts) : opts_(opts), session_(random_session
   auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                      std::chrono::duration<double>(opts.timeout_seconds));
   for (size_t s = 0; s < opts.servers.size(); ++s) {
-    LinkIdentity id{int(s), int(opts.servers.size()), opts.worker_id, opts.servers[s]};
+    LinkIdentity id{int(s), int(opts.servers.size()), opts.worker_id, opts.servers[s],
+                    opts.timeout_seconds};
     links_.push_back(std::make_unique<ServerLink>(id, deadline));
   }
 }
@@ -85,7 +86,7 @@ void Client::note_read(uint64_t at_clock, Reader& meta) {
   }
 }
 
-const Client::DenseInfo& Client::dense(const std::string& name, uint64_t numel, const char* op) {
+Client::DenseInfo Client::dense(const std::string& name, uint64_t numel, const char* op) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = dense_.find(name);
   GW_CHECK_ARG(it != dense_.end(), op, "('", name, "'): not registered by worker ", opts_.worker_id,
@@ -96,7 +97,7 @@ const Client::DenseInfo& Client::dense(const std::string& name, uint64_t numel, 
   return it->second;
 }
 
-const Client::TableInfo& Client::table(const std::string& name, const char* op) {
+Client::TableInfo Client::table(const std::string& name, const char* op) {
   std::lock_guard<std::mutex> lk(mu_);
   auto it = tables_.find(name);
   GW_CHECK_ARG(it != tables_.end(), op, "('", name, "'): not registered by worker ",
@@ -145,7 +146,7 @@ std::shared_ptr<PsFuture> Client::register_dense(const std::string& name,
 
 std::shared_ptr<PsFuture> Client::dense_op(PsOp op, const std::string& name, const float* grad,
                                            float* out, uint64_t numel) {
-  const DenseInfo& info = dense(name, numel, op_name(op));
+  const DenseInfo info = dense(name, numel, op_name(op));
   const DensePartition& part = *info.part;
   std::vector<int> shards;
   for (int s = 0; s < num_servers(); ++s) {
@@ -303,10 +304,11 @@ std::shared_ptr<PsFuture> Client::clock() {
   return f;
 }
 
-std::shared_ptr<PsFuture> Client::checkpoint() {
-  auto f = future("checkpoint()", num_servers());
+std::shared_ptr<PsFuture> Client::checkpoint(bool collective) {
+  uint64_t epoch = collective ? ++checkpoint_epoch_ : 0;
+  auto f = future(collective ? "checkpoint(collective=True)" : "checkpoint()", num_servers());
   for (int s = 0; s < num_servers(); ++s) {
-    send(s, request(PsOp::kCheckpoint, f->description(), f), "", nullptr);
+    send(s, request(PsOp::kCheckpoint, f->description(), f), "", [&](Writer& w) { w.u64(epoch); });
   }
   return f;
 }

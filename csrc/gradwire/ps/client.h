@@ -51,7 +51,9 @@ class Client {
 
   // Advances this worker's clock on every server.
   std::shared_ptr<PsFuture> clock();
-  std::shared_ptr<PsFuture> checkpoint();
+  // collective: every worker calls it at the same point; the shards write when all have, which
+  // makes their checkpoints one consistent cut of the job.
+  std::shared_ptr<PsFuture> checkpoint(bool collective);
   void close();
 
   uint64_t current_clock() const { return clock_.load(); }
@@ -70,8 +72,8 @@ class Client {
     uint32_t dim;
   };
 
-  const DenseInfo& dense(const std::string& name, uint64_t numel, const char* op);
-  const TableInfo& table(const std::string& name, const char* op);
+  DenseInfo dense(const std::string& name, uint64_t numel, const char* op);
+  TableInfo table(const std::string& name, const char* op);
   std::shared_ptr<PsFuture> dense_op(PsOp op, const std::string& name, const float* grad,
                                      float* out, uint64_t numel);
   std::shared_ptr<PendingRequest> request(PsOp op, std::string what,
@@ -89,6 +91,7 @@ class Client {
   std::map<std::string, TableInfo> tables_;
   std::atomic<uint64_t> clock_{0};
   std::atomic<uint64_t> max_staleness_{0};
+  std::atomic<uint64_t> checkpoint_epoch_{0};
 };
 
 }  // namespace ps

@@ -11,9 +11,14 @@
 namespace gw {
 namespace ps {
 
-Connection::Connection(tcp::Socket s, int my_rank, int peer_rank, std::string peer_name)
+Connection::Connection(tcp::Socket s, int my_rank, int peer_rank, std::string peer_name,
+                       double send_timeout_seconds)
     : sock_(std::move(s)), my_rank_(my_rank), peer_rank_(peer_rank), peer_name_(peer_name) {
   sock_.set_nonblocking(false);
+  timeval tv{};
+  tv.tv_sec = time_t(send_timeout_seconds);
+  tv.tv_usec = suseconds_t((send_timeout_seconds - double(tv.tv_sec)) * 1e6);
+  setsockopt(sock_.fd(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
 void Connection::send(FrameType type, uint64_t seq, uint32_t tag, const std::string& meta,
@@ -42,7 +47,9 @@ void Connection::send(FrameType type, uint64_t seq, uint32_t tag, const std::str
     ssize_t w = ::sendmsg(sock_.fd(), &msg, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
-      std::string why = strerror(errno);
+      std::string why = (errno == EAGAIN || errno == EWOULDBLOCK)
+                            ? std::string("it stopped reading (send timed out)")
+                            : std::string(strerror(errno));
       closed_ = true;
       ::shutdown(sock_.fd(), SHUT_RDWR);
       GW_THROW(PeerError, "sending to ", peer_name_, " failed: ", why);

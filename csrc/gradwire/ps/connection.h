@@ -19,10 +19,13 @@ namespace ps {
 
 class Connection {
  public:
-  Connection(tcp::Socket s, int my_rank, int peer_rank, std::string peer_name);
+  // A send that cannot make progress for `send_timeout_seconds` (the peer stopped reading)
+  // fails and closes the connection, so no sender blocks forever.
+  Connection(tcp::Socket s, int my_rank, int peer_rank, std::string peer_name,
+             double send_timeout_seconds);
 
   // Sends header | prefix | meta | data segments as one frame; throws PeerError when the
-  // connection is gone.
+  // connection is gone or stalled.
   void send(FrameType type, uint64_t seq, uint32_t tag, const std::string& meta,
             const std::vector<iovec>& data = {});
   // Reads and validates the next header; false on an orderly close between frames.

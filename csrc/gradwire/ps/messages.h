@@ -14,7 +14,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gradwire/common/error.h"
@@ -149,6 +151,28 @@ class Reader {
   size_t pos_ = 0;
 };
 
+// A byte buffer whose resize() leaves new bytes uninitialized: message payloads are about to
+// be overwritten by recv() or memcpy, and zero-filling megabytes first costs as much as the copy.
+template <typename T>
+struct UninitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <typename U>
+  UninitAllocator(const UninitAllocator<U>&) {}
+  template <typename U>
+  void construct(U* p) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using Bytes = std::vector<char, UninitAllocator<char>>;
+
 // Payload framing helpers: [u32 meta_bytes][u32 0][meta][data].
 constexpr size_t kPayloadPrefix = 8;
 std::string payload_prefix(size_t meta_bytes);
@@ -157,7 +181,7 @@ std::string payload_prefix(size_t meta_bytes);
 struct Message {
   uint64_t seq = 0;
   uint32_t tag = 0;
-  std::vector<char> payload;
+  Bytes payload;
   size_t meta_bytes = 0;
   const char* meta() const { return payload.data() + kPayloadPrefix; }
   const char* data() const { return payload.data() + kPayloadPrefix + meta_bytes; }

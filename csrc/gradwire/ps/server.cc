@@ -30,7 +30,7 @@ struct Server::Outgoing {
   uint64_t seq;
   PsStatus status;
   std::string meta;
-  std::vector<char> data;
+  Bytes data;
 };
 
 namespace {
@@ -67,7 +67,7 @@ Server::Server(const ServerOptions& opts) : opts_(opts), state_(opts.shard) {
     ::mkdir(opts_.checkpoint_dir.c_str(), 0755);
     uint64_t gen = load_checkpoint(state_, opts_.checkpoint_dir);
     Wal::replay(opts_.checkpoint_dir, c.shard_id, gen,
-                [this](uint32_t op, std::vector<char>& p) { replay(op, p); });
+                [this](uint32_t op, Bytes& p) { replay(op, p); });
     // Continue in a fresh log generation: a torn tail of the old one must stay the end of it.
     wal_ = std::make_unique<Wal>(opts_.checkpoint_dir, c.shard_id,
                                  parse_wal_sync(Config::get().ps_wal_sync), gen);
@@ -96,7 +96,7 @@ void Server::stop() {
     std::lock_guard<std::mutex> lk(peers_mu_);
     for (auto& p : peers_) p->conn->shutdown();
   }
-  for (auto& t : peer_threads_) t.join();
+  for (auto& t : peer_threads_) t.thread.join();
   pool_.reset();
   listener_.close();
 }
@@ -120,10 +120,20 @@ void Server::accept_loop() {
                                   return p->conn && p->conn->closed() && p.use_count() == 1;
                                 }),
                  peers_.end());
-    peer_threads_.emplace_back(
-        [this, peer, who, sock = std::make_shared<tcp::Socket>(std::move(s))]() mutable {
+    for (auto it = peer_threads_.begin(); it != peer_threads_.end();) {
+      if (it->done->load()) {
+        it->thread.join();
+        it = peer_threads_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    peer_threads_.push_back(PeerThread{
+        done, std::thread([this, peer, done, sock = std::make_shared<tcp::Socket>(std::move(s))] {
           serve_peer(peer, std::move(*sock));
-        });
+          done->store(true);
+        })});
   }
 }
 
@@ -144,8 +154,8 @@ void Server::serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock) {
            " (a server rank)");
     return;
   }
-  peer->conn =
-      std::make_shared<Connection>(std::move(sock), c.shard_id, rank, str("worker ", worker));
+  peer->conn = std::make_shared<Connection>(
+      std::move(sock), c.shard_id, rank, str("worker ", worker), Config::get().ps_timeout_seconds);
   {
     std::lock_guard<std::mutex> lk(peers_mu_);
     peers_.push_back(peer);
@@ -215,10 +225,7 @@ void Server::handle(const std::shared_ptr<Peer>& peer, Message& m) {
                  "request names worker ", h.worker, " on the connection of worker ",
                  peer->conn->peer_rank() - opts_.shard.num_servers);
     if (op == PsOp::kCheckpoint) {
-      uint64_t gen = checkpoint();
-      Writer w;
-      w.u64(gen);
-      out.push_back({peer, m.seq, PsStatus::kOk, w.finish(), {}});
+      checkpoint_request(peer, m.seq, h, meta.u64(), &out);
       send_all(out);
       return;
     }
@@ -268,7 +275,7 @@ bool Server::try_read(const std::shared_ptr<Peer>& peer, Message& m, std::vector
   PsOp op = PsOp(m.tag);
   Reader meta(m.meta(), m.meta_bytes);
   RequestHead h = meta.head();
-  std::vector<char> data;
+  Bytes data;
   std::string why;
   bool ready = false;
   switch (op) {
@@ -319,7 +326,7 @@ void Server::retry_parked(std::vector<Outgoing>* out) {
   }
 }
 
-void Server::replay(uint32_t op, std::vector<char>& payload) {
+void Server::replay(uint32_t op, Bytes& payload) {
   Message m;
   m.tag = op;
   m.payload = std::move(payload);
@@ -367,6 +374,31 @@ void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const M
     default:
       GW_THROW(ProtocolError, "op ", op_name(op), " is not a mutation");
   }
+}
+
+void Server::checkpoint_request(const std::shared_ptr<Peer>& peer, uint64_t seq,
+                                const RequestHead& h, uint64_t epoch, std::vector<Outgoing>* out) {
+  GW_CHECK_ARG(!opts_.checkpoint_dir.empty(), "parameter server shard ", opts_.shard.shard_id,
+               " has no checkpoint directory (start it with --checkpoint-dir)");
+  std::lock_guard<std::mutex> lk(mu_);
+  if (epoch == 0) {  // on demand: now
+    Writer w;
+    w.u64(checkpoint_locked());
+    out->push_back({peer, seq, PsStatus::kOk, w.finish(), {}});
+    return;
+  }
+  // Collective: every worker asks after its earlier requests were answered and waits for the
+  // reply before sending more, so once all have asked no request of theirs is in flight on any
+  // shard: the shards' checkpoints of this epoch form one consistent cut.
+  auto& waiting = collective_[epoch];
+  waiting[h.worker] = {peer, seq};
+  if (waiting.size() < size_t(opts_.shard.num_workers)) return;
+  Writer w;
+  w.u64(checkpoint_locked());
+  std::string reply = w.finish();
+  for (auto& [worker, who] : waiting)
+    out->push_back({who.first, who.second, PsStatus::kOk, reply, {}});
+  collective_.erase(epoch);
 }
 
 uint64_t Server::checkpoint() {

@@ -12,6 +12,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -62,12 +64,15 @@ class Server {
   // False when a non-root registration must wait for worker 0's.
   bool register_key(PsOp op, const RequestHead& h, Reader& meta, const Message& m);
   // Applies a logged mutation during replay (no parking, no log).
-  void replay(uint32_t op, std::vector<char>& payload);
+  void replay(uint32_t op, Bytes& payload);
   // Runs a read (or waiting registration); false when it must stay parked.
   bool try_read(const std::shared_ptr<Peer>& peer, Message& m, std::vector<Outgoing>* out);
   void retry_parked(std::vector<Outgoing>* out);
   // Sends replies (after the state lock is released); a vanished worker is skipped.
   static void send_all(std::vector<Outgoing>& out);
+  // kCheckpoint: epoch 0 writes now; epoch k > 0 waits until every worker asked for epoch k.
+  void checkpoint_request(const std::shared_ptr<Peer>& peer, uint64_t seq, const RequestHead& h,
+                          uint64_t epoch, std::vector<Outgoing>* out);
   void checkpoint_loop();
   uint64_t checkpoint_locked();
 
@@ -80,10 +85,16 @@ class Server {
 
   std::mutex mu_;  // state_, wal_ appends, parked_
   std::vector<std::unique_ptr<Parked>> parked_;
+  // Collective checkpoints waiting for workers: epoch -> worker -> (peer, request id).
+  std::map<uint64_t, std::map<uint32_t, std::pair<std::shared_ptr<Peer>, uint64_t>>> collective_;
 
   std::mutex peers_mu_;
   std::vector<std::shared_ptr<Peer>> peers_;
-  std::vector<std::thread> peer_threads_;
+  struct PeerThread {
+    std::shared_ptr<std::atomic<bool>> done;  // joined by the acceptor once set
+    std::thread thread;
+  };
+  std::list<PeerThread> peer_threads_;
 
   std::atomic<bool> stopping_{false};
   std::mutex stop_mu_;

@@ -70,7 +70,7 @@ std::shared_ptr<Connection> ServerLink::connect(std::chrono::steady_clock::time_
   tcp::handshake_as_client(s, kPsCommId, my_rank, id_.shard, Config::get().auth_token,
                            std::min(deadline, Clock::now() + std::chrono::seconds(10)));
   return std::make_shared<Connection>(std::move(s), my_rank, id_.shard,
-                                      str("parameter server ", who));
+                                      str("parameter server ", who), id_.timeout_seconds);
 }
 
 void ServerLink::submit(std::shared_ptr<PendingRequest> req,
@@ -165,7 +165,7 @@ void ServerLink::read_reply(Connection& c, const FrameHeader& h) {
       while (!meta.empty() && meta.back() == '\0') meta.pop_back();
       err = server_error(PsStatus(h.tag), shard, meta);
     } else if (req->on_data) {
-      std::vector<char> buf(data_bytes);
+      Bytes buf(data_bytes);
       c.read_exact(buf.data(), data_bytes);
       req->on_data(buf.data(), data_bytes);
     } else {

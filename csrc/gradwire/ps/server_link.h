@@ -48,6 +48,7 @@ struct LinkIdentity {
   int num_servers = 1;
   int worker = 0;
   std::string address;
+  double timeout_seconds = 300;  // also bounds a send the server stopped reading
 };
 
 class ServerLink {

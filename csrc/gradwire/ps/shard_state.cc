@@ -280,8 +280,7 @@ bool ShardState::read_ready(int64_t last_applied, uint64_t earliest_pending, uin
   return ready;
 }
 
-bool ShardState::pull(const RequestHead& h, bool include_own, std::vector<char>* out,
-                      std::string* why) {
+bool ShardState::pull(const RequestHead& h, bool include_own, Bytes* out, std::string* why) {
   DenseKey& k = dense_key(h, include_own ? "push_pull" : "pull");
   uint64_t earliest = k.pending.empty() ? UINT64_MAX : k.pending.begin()->first;
   if (!read_ready(k.last_applied, earliest, h.clock, include_own, why)) return false;
@@ -290,8 +289,8 @@ bool ShardState::pull(const RequestHead& h, bool include_own, std::vector<char>*
   return true;
 }
 
-bool ShardState::pull_rows(const RequestHead& h, const int64_t* ids, size_t n,
-                           std::vector<char>* out, std::string* why) {
+bool ShardState::pull_rows(const RequestHead& h, const int64_t* ids, size_t n, Bytes* out,
+                           std::string* why) {
   SparseTable& t = table(h, "pull_rows");
   check_rows(t, h, ids, n, "pull_rows");
   uint64_t earliest = t.pending.empty() ? UINT64_MAX : t.pending.begin()->first;

@@ -89,9 +89,8 @@ class ShardState {
   void clock(const RequestHead& h);
 
   // Reads; false (with the reason) when the consistency mode says to wait.
-  bool pull(const RequestHead& h, bool include_own, std::vector<char>* out, std::string* why);
-  bool pull_rows(const RequestHead& h, const int64_t* ids, size_t n, std::vector<char>* out,
-                 std::string* why);
+  bool pull(const RequestHead& h, bool include_own, Bytes* out, std::string* why);
+  bool pull_rows(const RequestHead& h, const int64_t* ids, size_t n, Bytes* out, std::string* why);
 
   // For checkpoints.
   std::map<std::string, DenseKey>& dense() { return dense_; }

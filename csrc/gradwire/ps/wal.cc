@@ -72,7 +72,7 @@ void Wal::open_generation(uint64_t g) {
   synced_ = bytes_;
 }
 
-uint64_t Wal::append(uint32_t op, const std::vector<char>& payload) {
+uint64_t Wal::append(uint32_t op, const Bytes& payload) {
   uint32_t magic = kRecordMagic, commit = kCommitMagic;
   uint64_t n = payload.size();
   struct iovec iov[5] = {{&magic, 4},
@@ -109,7 +109,7 @@ void Wal::roll(uint64_t g) {
 }
 
 void Wal::replay(const std::string& dir, int shard_id, uint64_t from,
-                 const std::function<void(uint32_t, std::vector<char>&)>& fn) {
+                 const std::function<void(uint32_t, Bytes&)>& fn) {
   std::vector<uint64_t> gens;
   if (DIR* d = opendir(dir.c_str())) {
     std::string prefix = str("shard-", shard_id, ".wal.");
@@ -132,7 +132,7 @@ void Wal::replay(const std::string& dir, int shard_id, uint64_t from,
       uint64_t n = 0;
       if (fread(&magic, 4, 1, f) != 1 || magic != kRecordMagic) break;
       if (fread(&op, 4, 1, f) != 1 || fread(&n, 8, 1, f) != 1) break;
-      std::vector<char> payload;
+      Bytes payload;
       try {
         payload.resize(n);
       } catch (const std::exception&) {

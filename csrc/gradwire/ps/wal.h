@@ -22,6 +22,8 @@
 #include <string>
 #include <vector>
 
+#include "gradwire/ps/messages.h"
+
 namespace gw {
 namespace ps {
 
@@ -36,7 +38,7 @@ class Wal {
   Wal& operator=(const Wal&) = delete;
 
   // Writes the record (caller serializes appends); returns its end offset for sync().
-  uint64_t append(uint32_t op, const std::vector<char>& payload);
+  uint64_t append(uint32_t op, const Bytes& payload);
   // Makes every record up to `end` durable under the sync policy (call without server locks).
   void sync(uint64_t end);
   uint64_t bytes() const { return bytes_; }
@@ -46,7 +48,7 @@ class Wal {
 
   // Calls fn(op, payload) for every complete record of generations >= from, in order.
   static void replay(const std::string& dir, int shard_id, uint64_t from,
-                     const std::function<void(uint32_t, std::vector<char>&)>& fn);
+                     const std::function<void(uint32_t, Bytes&)>& fn);
 
  private:
   void open_generation(uint64_t g);

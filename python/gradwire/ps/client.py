@@ -204,9 +204,13 @@ class Client:
         Future(self._c.clock()).wait()
         return self._c.current_clock
 
-    def checkpoint(self) -> None:
-        """Every shard writes a checkpoint now (needs servers started with a checkpoint dir)."""
-        Future(self._c.checkpoint()).wait()
+    def checkpoint(self, collective: bool = False) -> None:
+        """Every shard writes a checkpoint (needs servers started with a checkpoint dir).
+
+        ``collective=True``: every worker calls it at the same point of its loop; the shards
+        write once all workers have asked, so their checkpoints are one consistent cut of the
+        job (each worker's operations before the call, none after)."""
+        Future(self._c.checkpoint(collective)).wait()
 
     @property
     def current_clock(self) -> int:
