@@ -155,6 +155,20 @@ def markdown(result: Dict[str, Any]) -> str:
         rv = f"{r['metric']:,.0f}" if r else "-"
         ratio = f"{g['metric'] / r['metric']:.2f}x" if g and r else "-"
         lines.append(f"| {name} | {unit} | {gv} | {rv} | {ratio} |")
+    lines += [
+        "",
+        "Median time of one repetition per round, ms (the spread shows how much the load of "
+        "other jobs moved the figures):",
+        "",
+        "| case | system | " + " | ".join(f"round {i + 1}" for i in range(result["rounds"])) + " |",
+        "|---|---|" + "---:|" * result["rounds"],
+    ]
+    for c in result["cases"]:
+        for sysname, per_case in result["systems"].items():
+            t = per_case[c["name"]]["rep_times_s"]
+            n = len(t) // result["rounds"]
+            cells = [f"{median(t[i * n : (i + 1) * n]) * 1e3:.1f}" for i in range(result["rounds"])]
+            lines.append(f"| {c['name']} | {sysname} | " + " | ".join(cells) + " |")
     lines += ["", "Load (`uptime`) around each round:", ""]
     for entry in result["load"]:
         lines.append(
