@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <random>
+#include <unordered_map>
 
 #include "gradwire/common/config.h"
 #include "gradwire/transport/transport.h"
@@ -214,40 +215,49 @@ std::shared_ptr<PsFuture> Client::register_sparse(const std::string& table, int6
   return f;
 }
 
+Client::RowPlan Client::plan_rows(const std::string& table, const int64_t* ids, uint64_t n,
+                                  const char* op) {
+  RowPlan plan;
+  plan.table = this->table(table, op);
+  plan.shards.resize(size_t(num_servers()));
+  std::vector<std::unordered_map<int64_t, uint32_t>> slot_of(plan.shards.size());
+  for (uint64_t i = 0; i < n; ++i) {
+    GW_CHECK_ARG(ids[i] >= 0 && ids[i] < plan.table.num_rows, op, "('", table, "'): row id ",
+                 ids[i], " is out of range [0, ", plan.table.num_rows, ")");
+    size_t s = size_t(server_of_row(ids[i], num_servers()));
+    ShardRows& sr = plan.shards[s];
+    auto [it, fresh] = slot_of[s].emplace(ids[i], uint32_t(sr.ids.size()));
+    if (fresh) sr.ids.push_back(ids[i]);
+    sr.slot_pos.emplace_back(it->second, i);
+  }
+  return plan;
+}
+
 std::shared_ptr<PsFuture> Client::pull_rows(const std::string& table, const int64_t* ids,
                                             uint64_t n, float* out) {
-  const TableInfo t = this->table(table, "pull_rows");
-  std::vector<std::vector<uint64_t>> pos(
-      static_cast<size_t>(num_servers()));  // positions in ids, per shard
-  for (uint64_t i = 0; i < n; ++i) {
-    GW_CHECK_ARG(ids[i] >= 0 && ids[i] < t.num_rows, "pull_rows('", table, "'): row id ", ids[i],
-                 " is out of range [0, ", t.num_rows, ")");
-    pos[size_t(server_of_row(ids[i], num_servers()))].push_back(i);
-  }
+  RowPlan plan = plan_rows(table, ids, n, "pull_rows");
   int parts = 0;
-  for (auto& p : pos) parts += p.empty() ? 0 : 1;
+  for (auto& sr : plan.shards) parts += sr.ids.empty() ? 0 : 1;
   auto f = future(str("pull_rows('", table, "')"), parts);
   std::vector<std::pair<ServerLink*, std::shared_ptr<PendingRequest>>> sent;
   uint64_t clk = clock_.load();
+  const uint32_t dim = plan.table.dim;
   for (int s = 0; s < num_servers(); ++s) {
-    auto& p = pos[size_t(s)];
-    if (p.empty()) continue;
+    auto sr = std::make_shared<ShardRows>(std::move(plan.shards[size_t(s)]));
+    if (sr->ids.empty()) continue;
     auto req = request(PsOp::kPullRows, f->description(), f);
-    req->owned.resize(p.size() * 8);
-    int64_t* sid = reinterpret_cast<int64_t*>(req->owned.data());
-    for (size_t k = 0; k < p.size(); ++k) sid[k] = ids[p[k]];
-    req->data = {{req->owned.data(), req->owned.size()}};
-    uint32_t dim = t.dim;
-    auto positions = std::make_shared<std::vector<uint64_t>>(std::move(p));
-    req->on_data = [positions, out, dim, table](const char* data, size_t bytes) {
-      GW_CHECK_ARG(bytes == positions->size() * dim * 4, "pull_rows('", table, "'): reply of ",
-                   bytes, " bytes for ", positions->size(), " rows of dim ", dim);
+    req->data = {{sr->ids.data(), sr->ids.size() * 8}};
+    // Each distinct id travels once; its row lands at every position that asked for it.
+    req->on_data = [sr, out, dim, table](const char* data, size_t bytes) {
+      GW_CHECK_ARG(bytes == sr->ids.size() * dim * 4, "pull_rows('", table, "'): reply of ", bytes,
+                   " bytes for ", sr->ids.size(), " rows of dim ", dim);
       const float* src = reinterpret_cast<const float*>(data);
-      for (size_t k = 0; k < positions->size(); ++k) {
-        memcpy(out + (*positions)[k] * dim, src + k * dim, dim * sizeof(float));
+      for (const auto& [slot, pos] : sr->slot_pos) {
+        memcpy(out + pos * dim, src + size_t(slot) * dim, dim * sizeof(float));
       }
     };
     req->on_meta = [this, clk](Reader& r) { note_read(clk, r); };
+    req->keep = sr;
     send(s, req, table, nullptr);
     sent.emplace_back(links_[size_t(s)].get(), req);
   }
@@ -259,33 +269,29 @@ std::shared_ptr<PsFuture> Client::pull_rows(const std::string& table, const int6
 
 std::shared_ptr<PsFuture> Client::push_rows(const std::string& table, const int64_t* ids,
                                             uint64_t n, const float* grads) {
-  const TableInfo t = this->table(table, "push_rows");
-  std::vector<std::vector<uint64_t>> pos(static_cast<size_t>(num_servers()));
-  for (uint64_t i = 0; i < n; ++i) {
-    GW_CHECK_ARG(ids[i] >= 0 && ids[i] < t.num_rows, "push_rows('", table, "'): row id ", ids[i],
-                 " is out of range [0, ", t.num_rows, ")");
-    pos[size_t(server_of_row(ids[i], num_servers()))].push_back(i);
-  }
+  RowPlan plan = plan_rows(table, ids, n, "push_rows");
   int parts = 0;
-  for (auto& p : pos) parts += p.empty() ? 0 : 1;
+  for (auto& sr : plan.shards) parts += sr.ids.empty() ? 0 : 1;
   auto f = future(str("push_rows('", table, "')"), parts);
+  const uint32_t dim = plan.table.dim;
   for (int s = 0; s < num_servers(); ++s) {
-    auto& p = pos[size_t(s)];
-    if (p.empty()) continue;
+    ShardRows& sr = plan.shards[size_t(s)];
+    if (sr.ids.empty()) continue;
     auto req = request(PsOp::kPushRows, f->description(), f);
-    size_t row_bytes = size_t(t.dim) * 4;
-    req->owned.resize(p.size() * (8 + row_bytes));
-    char* idp = req->owned.data();
-    char* gp = idp + p.size() * 8;
-    for (size_t k = 0; k < p.size(); ++k) {
-      memcpy(idp + k * 8, &ids[p[k]], 8);
-      memcpy(gp + k * row_bytes, grads + p[k] * t.dim, row_bytes);
+    size_t count = sr.ids.size();
+    // ids, then one summed gradient row per distinct id (summed in position order).
+    req->owned.assign(count * 8 + count * dim * 4, 0);
+    memcpy(req->owned.data(), sr.ids.data(), count * 8);
+    float* sum = reinterpret_cast<float*>(req->owned.data() + count * 8);
+    for (const auto& [slot, pos] : sr.slot_pos) {
+      float* dst = sum + size_t(slot) * dim;
+      const float* g = grads + pos * dim;
+      for (uint32_t j = 0; j < dim; ++j) dst[j] += g[j];
     }
     req->data = {{req->owned.data(), req->owned.size()}};
-    uint64_t count = p.size();
     send(s, req, table, [&](Writer& w) {
       w.u64(count);
-      w.u32(t.dim);
+      w.u32(dim);
     });
   }
   return f;

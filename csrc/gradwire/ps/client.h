@@ -43,7 +43,8 @@ class Client {
 
   std::shared_ptr<PsFuture> register_sparse(const std::string& table, int64_t num_rows,
                                             uint32_t dim, const InitSpec& init, const OptSpec& opt);
-  // `ids` must be distinct (the Python layer de-duplicates); out / grads are n x dim.
+  // `ids` may repeat: each distinct id is requested once, and pushed once with the sum of its
+  // gradients (de-duplication on the worker); out / grads are n x dim.
   std::shared_ptr<PsFuture> pull_rows(const std::string& table, const int64_t* ids, uint64_t n,
                                       float* out);
   std::shared_ptr<PsFuture> push_rows(const std::string& table, const int64_t* ids, uint64_t n,
@@ -71,6 +72,17 @@ class Client {
     int64_t num_rows;
     uint32_t dim;
   };
+  // The rows of one request that one shard holds: its distinct ids, and for every position of
+  // the request, the slot of its id.
+  struct ShardRows {
+    std::vector<int64_t> ids;
+    std::vector<std::pair<uint32_t, uint64_t>> slot_pos;
+  };
+  struct RowPlan {
+    TableInfo table;
+    std::vector<ShardRows> shards;
+  };
+  RowPlan plan_rows(const std::string& table, const int64_t* ids, uint64_t n, const char* op);
 
   DenseInfo dense(const std::string& name, uint64_t numel, const char* op);
   TableInfo table(const std::string& name, const char* op);

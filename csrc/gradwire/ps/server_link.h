@@ -33,6 +33,7 @@ struct PendingRequest {
   std::string what;               // "push('w')" for errors
   std::vector<iovec> data;        // request data, gathered from the caller's buffers
   std::vector<char> owned;        // request data the client built (ids, gathered rows)
+  std::shared_ptr<void> keep;     // other client-built state the request refers to
   std::vector<iovec> reply_into;  // where the reply's data lands, in order (zero-copy)
   std::function<void(const char*, size_t)> on_data;  // or: called with the whole reply data
   std::function<void(Reader&)> on_meta;              // reads the reply meta of a success

@@ -171,10 +171,10 @@ class Client:
         what = _name("pull_rows", table)
         dim = self._dim("pull_rows", table)
         flat = _ids(ids, what)
-        uniq, inverse = torch.unique(flat, return_inverse=True)
-        buf = torch.empty(uniq.numel(), dim, dtype=torch.float32)
-        fut = self._c.pull_rows(table, uniq.data_ptr(), uniq.numel(), buf.data_ptr())
-        return Future(fut, (uniq, buf), lambda: buf[inverse])
+        buf = torch.empty(flat.numel(), dim, dtype=torch.float32)
+        # each distinct id is requested once (C++ de-duplicates and fans the rows back out)
+        fut = self._c.pull_rows(table, flat.data_ptr(), flat.numel(), buf.data_ptr())
+        return Future(fut, (flat, buf), lambda: buf)
 
     def pull_rows(self, table: str, ids) -> torch.Tensor:
         """Rows ``ids`` (int64, any order, repeats allowed) as float32 ``[len(ids), dim]``."""
@@ -188,11 +188,9 @@ class Client:
             shape = list(grads.shape) if isinstance(grads, torch.Tensor) else type(grads).__name__
             raise ValueError(f"{what}: grads must have shape [{flat.numel()}, {dim}], got {shape}")
         g = _f32(grads.detach(), what, "grads")
-        # De-duplicate on the worker: one row, one summed gradient, one update.
-        uniq, inverse = torch.unique(flat, return_inverse=True)
-        summed = torch.zeros(uniq.numel(), dim, dtype=torch.float32).index_add_(0, inverse, g)
-        fut = self._c.push_rows(table, uniq.data_ptr(), uniq.numel(), summed.data_ptr())
-        return Future(fut, (uniq, summed))
+        # De-duplicated on the worker (in C++): one row, one summed gradient, one update.
+        fut = self._c.push_rows(table, flat.data_ptr(), flat.numel(), g.data_ptr())
+        return Future(fut, (flat, g))
 
     def push_rows(self, table: str, ids, grads: torch.Tensor) -> None:
         """Send row gradients (float32 ``[len(ids), dim]``); repeated ids are summed first."""
