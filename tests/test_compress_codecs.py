@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import subprocess
 import sys
 
@@ -164,6 +165,7 @@ def test_spec_names_round_trip():
     for spec in QUANTIZED + SPARSE + ["none", "qsgd:64", "int8:noef", "topk:0.001"]:
         c = Codec.parse(spec)
         assert Codec.parse(c.spec) == c
+        assert pickle.loads(pickle.dumps(c)) == c
     assert Codec("int8").error_feedback and not Codec("int8:noef").error_feedback
     assert not Codec("none").lossy and Codec.parse(None).spec == "none"
     assert Codec("qsgd:4").encoded_bytes(512) == 8 + 256  # 4-bit codes

@@ -117,6 +117,9 @@ class Codec:
         """decode(encode(tensor)) with the tensor's shape (float32)."""
         return self.decode(self.encode(tensor, seed), tensor.numel(), seed).view(tensor.shape)
 
+    def __reduce__(self):
+        return (Codec, (self.spec,))
+
     def __eq__(self, other) -> bool:
         return isinstance(other, Codec) and other.spec == self.spec
 

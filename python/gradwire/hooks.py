@@ -156,9 +156,14 @@ class CompressionState:
         residuals = {prefix + k: v for k, v in sd.get("residuals", {}).items()}
         _compression.load_state_dict({"residuals": residuals}, self.group, prefix=prefix)
 
-    # DDP pickles nothing of the state, but keep it copyable for users who do.
+    # Like torch's PowerSGDState: pickling drops the process group (the default group is used
+    # after unpickling). Residuals live in the group, not here: checkpoint with state_dict().
     def __getstate__(self):
-        raise TypeError("CompressionState holds live residuals; use state_dict() instead")
+        return {k: v for k, v in self.__dict__.items() if k != "group"}
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self.group = None
 
 
 def _C_erase(group, key: str) -> None:  # noqa: N802
