@@ -275,22 +275,29 @@ void compressed_allgather(const OpContext& ctx, const float* in, float* out, siz
                           const CompressedCall& c) {
   check_codec(c, "compressed allgather");
   const CodecSpec& spec = c.spec;
-  std::vector<float> x(in, in + count);
-  const uint64_t seed = spec.quantized() ? rounding_seed(ctx, 0) : shared_seed(ctx);
-  std::vector<uint8_t> mine(encoded_bytes(spec, count));
-  with_feedback(c, x.data(), count, [&](float* v) {
-    mine.resize(encode(spec, v, count, mine.data(), seed));
-    decode(spec, mine.data(), count, v, seed, false);
-  });
   if (spec.quantized()) {
-    // The encoded size is fixed: place this rank's block and run the encoded ring allgather.
+    // Fixed encoded size: this rank's block goes through the encoded ring allgather, whose
+    // encoding of the own block (same seed, same element indices) is the one fed back here.
+    const uint64_t seed = rounding_seed(ctx, 0);
     Segments segs = Segments::blocks(count, ctx.size);
-    memcpy(out + size_t(ctx.rank) * count, x.data(), count * 4);
-    (void)mine;
+    float* own = out + size_t(ctx.rank) * count;
+    if (count) memcpy(own, in, count * 4);
+    with_feedback(c, own, count, [&](float* v) {
+      std::vector<uint8_t> tmp(encoded_bytes(spec, count));
+      encode(spec, v, count, tmp.data(), seed, segs.offset[ctx.rank]);
+      decode(spec, tmp.data(), count, v, seed, false);
+    });
     quantized_allgather(ctx, out, segs, spec, seed);
     return;
   }
-  auto all = exchange_payloads(ctx, std::move(mine));
+  const uint64_t seed = shared_seed(ctx);
+  std::vector<float> x(in, in + count);
+  std::vector<uint8_t> payload(encoded_bytes(spec, count));
+  with_feedback(c, x.data(), count, [&](float* v) {
+    payload.resize(encode(spec, v, count, payload.data(), seed));
+    decode(spec, payload.data(), count, v, seed, false);
+  });
+  auto all = exchange_payloads(ctx, std::move(payload));
   for (int p = 0; p < ctx.size; ++p) {
     if (spec.kind != CodecKind::kRandomk) check_sparse_payload(ctx, all[p], count, p);
     GW_CHECK_ARG(spec.kind != CodecKind::kRandomk || all[p].size() == encoded_bytes(spec, count),
