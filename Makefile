@@ -34,13 +34,13 @@ test: setup
 	$(PY) -m pytest -q tests
 
 lint: setup
-	$(VENV)/bin/ruff check python tests examples
-	$(VENV)/bin/ruff format --check python tests examples
+	$(VENV)/bin/ruff check python tests examples bench
+	$(VENV)/bin/ruff format --check python tests examples bench
 	$(VENV)/bin/clang-format --dry-run --Werror $$(find csrc -name '*.cc' -o -name '*.h' -o -name '*.cu')
 
 format: setup
-	$(VENV)/bin/ruff format python tests examples
-	$(VENV)/bin/ruff check --fix python tests examples
+	$(VENV)/bin/ruff format python tests examples bench
+	$(VENV)/bin/ruff check --fix python tests examples bench
 	$(VENV)/bin/clang-format -i $$(find csrc -name '*.cc' -o -name '*.h' -o -name '*.cu')
 
 # Compiles the CUDA kernels when nvcc exists (nothing CUDA runs on a machine without a GPU).

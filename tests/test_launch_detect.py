@@ -220,15 +220,16 @@ def test_source_none_and_unknown_source():
         detect({}, HOST, source="slurm")
 
 
-def test_roles_reserve_the_last_ranks_for_servers():
+def test_parameter_servers_are_extra_processes_every_rank_a_worker():
     d = detect({}, HOST)
-    p = make_plan(opts(nproc_per_node="4", num_servers=1), d, {})
+    p = make_plan(opts(nproc_per_node="4", num_servers=2), d, {})
     envs = [p.rank_env(i, p.locality()) for i in range(4)]
-    assert [e["GRADWIRE_ROLE"] for e in envs] == ["worker"] * 3 + ["server"]
-    assert [e["GRADWIRE_ROLE_RANK"] for e in envs] == ["0", "1", "2", "0"]
-    assert envs[0]["GRADWIRE_ROLE_WORLD_SIZE"] == "3" and envs[3]["GRADWIRE_ROLE_WORLD_SIZE"] == "1"
-    with pytest.raises(LaunchError, match="at least one worker"):
-        make_plan(opts(nproc_per_node="2", num_servers=2), d, {})
+    assert [e["GRADWIRE_ROLE"] for e in envs] == ["worker"] * 4
+    assert [e["GRADWIRE_PS_WORKER_ID"] for e in envs] == ["0", "1", "2", "3"]
+    assert {e["GRADWIRE_PS_NUM_WORKERS"] for e in envs} == {"4"}
+    assert {e["GRADWIRE_NUM_SERVERS"] for e in envs} == {"2"}
+    with pytest.raises(LaunchError, match="must be >= 0"):
+        make_plan(opts(nproc_per_node="2", num_servers=-1), d, {})
 
 
 def test_locality_from_hosts():

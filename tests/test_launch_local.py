@@ -182,7 +182,8 @@ def test_roles_for_parameter_server_jobs(tmp_path):
         rank: (rec["GRADWIRE_ROLE"], rec["GRADWIRE_ROLE_RANK"])
         for rank, rec in records(out).items()
     }
-    assert roles == {0: ("worker", "0"), 1: ("worker", "1"), 2: ("server", "0")}
+    # parameter servers are extra processes (tests/test_ps_launch.py): every rank is a worker
+    assert roles == {0: ("worker", "0"), 1: ("worker", "1"), 2: ("worker", "2")}
 
 
 def test_dry_run_prints_environment_and_per_rank_settings():

@@ -33,7 +33,9 @@ def test_valid_headers_pass():
     [
         (lambda b: b"XXXX" + b[4:], "magic"),
         (lambda b: b[:4] + struct.pack("<H", 99) + b[6:], "protocol version"),
-        (lambda b: b[:6] + bytes([9]) + b[7:], "frame type"),
+        (lambda b: b[:6] + bytes([66]) + b[7:], "frame type"),
+        (lambda b: b[:6] + bytes([7]) + b[7:], "malformed CMA offer"),  # 400-byte payload
+        (lambda b: b[:6] + bytes([8]) + b[7:], "CMA replies carry no payload"),
         (lambda b: b[:8] + struct.pack("<I", 1) + b[12:], "communicator id"),
         (lambda b: b[:12] + struct.pack("<i", 0) + b[16:], "source rank"),
     ],

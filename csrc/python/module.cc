@@ -10,4 +10,5 @@ PYBIND11_MODULE(_C, m) {
   gw::register_kernels(m);
   gw::register_protocol(m);
   gw::register_compress(m);
+  gw::register_ps(m);
 }

@@ -165,7 +165,7 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         # A caller that waits for the result right away (asyncOp=False) may run the op itself.
         sync = opts is not None and getattr(opts, "asyncOp", True) is False
         native = launch(done, sync)
-        work = GradwireWork(fut, native.description if native is not None else "op")
+        work = GradwireWork(fut, native)
         if self._coalesced_works is not None:
             self._coalesced_works.append(work)
         return work

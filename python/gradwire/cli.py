@@ -4,6 +4,7 @@
     gradwire run ...              launcher (gradwire.launch)
     gradwire bench ...            microbenchmarks (gradwire.bench)
     gradwire k8s ...              Kubernetes manifests (gradwire.launch.k8s)
+    gradwire ps serve ...         one parameter-server shard (gradwire.ps.server)
 
 Each subcommand lives in its own module and receives the remaining arguments.
 """
@@ -19,6 +20,7 @@ SUBCOMMANDS = {
     "run": ("gradwire.launch.cli", "main", "launch a training script on this node or a cluster"),
     "bench": ("gradwire.bench.cli", "main", "run collective microbenchmarks"),
     "k8s": ("gradwire.launch.k8s", "main", "print Kubernetes manifests for a job"),
+    "ps": ("gradwire.ps.server", "main", "parameter server: `gradwire ps serve ...`"),
     "info": ("gradwire.cli", "info", "print build and environment facts"),
 }
 

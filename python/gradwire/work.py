@@ -18,10 +18,17 @@ from gradwire.errors import TimeoutError as GradwireTimeoutError
 
 
 class GradwireWork(dist.Work):
-    def __init__(self, fut: torch.futures.Future, description: str):
+    def __init__(self, fut: torch.futures.Future, what=None):
         super().__init__()
         self._fut = fut
-        self._description = description
+        # A string, or the engine's Work, which formats its description only when asked (errors).
+        self._what = what
+
+    @property
+    def _description(self) -> str:
+        if self._what is None or isinstance(self._what, str):
+            return self._what or "op"
+        return self._what.description
 
     def wait(self, timeout: Optional[timedelta] = None) -> bool:
         if timeout is not None and timeout.total_seconds() > 0 and not self._fut.done():

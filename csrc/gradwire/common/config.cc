@@ -13,7 +13,7 @@ const char* env(const char* name) {
   return (v && *v) ? v : nullptr;
 }
 
-size_t env_bytes(const char* name, size_t def) {
+size_t env_bytes(const char* name, size_t def, bool zero_ok = false) {
   const char* v = env(name);
   if (!v) return def;
   char* end = nullptr;
@@ -28,7 +28,7 @@ size_t env_bytes(const char* name, size_t def) {
     mult = 1ull << 30;
   else
     GW_CHECK_ARG(suffix.empty(), name, "='", v, "' is not a byte count (e.g. 65536, 64K, 4M)");
-  GW_CHECK_ARG(end != v && n > 0, name, "='", v, "' must be a positive byte count");
+  GW_CHECK_ARG(end != v && (n > 0 || zero_ok), name, "='", v, "' must be a positive byte count");
   return size_t(n * mult);
 }
 
@@ -75,6 +75,16 @@ Config Config::from_env() {
   }
   c.shm_ring_bytes = env_bytes("GRADWIRE_SHM_RING_BYTES", c.shm_ring_bytes);
   c.spin_microseconds = env_seconds("GRADWIRE_SPIN_US", c.spin_microseconds);
+  c.cma_min_bytes = env_bytes("GRADWIRE_CMA_MIN_BYTES", c.cma_min_bytes, true);
+  c.ps_block_elems = env_bytes("GRADWIRE_PS_BLOCK_ELEMS", c.ps_block_elems);
+  if (const char* v = env("GRADWIRE_PS_WAL_SYNC")) {
+    c.ps_wal_sync = v;
+    GW_CHECK_ARG(c.ps_wal_sync == "write" || c.ps_wal_sync == "fdatasync", "GRADWIRE_PS_WAL_SYNC='",
+                 v, "' must be write or fdatasync");
+  }
+  c.ps_wal_max_bytes = env_bytes("GRADWIRE_PS_WAL_MAX_BYTES", c.ps_wal_max_bytes);
+  c.ps_timeout_seconds = env_seconds("GRADWIRE_PS_TIMEOUT", c.ps_timeout_seconds);
+  GW_CHECK_ARG(c.ps_timeout_seconds > 0, "GRADWIRE_PS_TIMEOUT must be positive");
   if (const char* v = env("GRADWIRE_SIMD")) {
     c.simd = v;
     GW_CHECK_ARG(c.simd == "auto" || c.simd == "generic", "GRADWIRE_SIMD='", v,

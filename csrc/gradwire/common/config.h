@@ -19,6 +19,12 @@ struct Config {
   size_t shm_ring_bytes = 4 << 20;      // GRADWIRE_SHM_RING_BYTES: ring per same-host peer pair
   std::string simd = "auto";            // GRADWIRE_SIMD: auto|generic (reduction kernels)
   double spin_microseconds = 50;        // GRADWIRE_SPIN_US: busy-wait before sleeping
+  size_t cma_min_bytes = 0;  // GRADWIRE_CMA_MIN_BYTES: single copy from this size (0: off)
+  // Parameter server (docs/parameter-server.md).
+  size_t ps_block_elems = 1 << 16;       // GRADWIRE_PS_BLOCK_ELEMS: dense partitioning block
+  std::string ps_wal_sync = "write";     // GRADWIRE_PS_WAL_SYNC: write|fdatasync
+  size_t ps_wal_max_bytes = 1ull << 30;  // GRADWIRE_PS_WAL_MAX_BYTES: checkpoint beyond this
+  double ps_timeout_seconds = 300;       // GRADWIRE_PS_TIMEOUT: client deadline per request
 
   // Parsed from the environment on first use; invalid values raise InvalidArgument naming
   // the variable.

@@ -51,6 +51,7 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
     : rank_(rank),
       size_(size),
       opts_(opts),
+      group_name_(std::make_shared<const std::string>(opts.name)),
       id_(communicator_id(opts.name)),
       timeout_seconds_(opts.timeout_seconds) {
   GW_CHECK_ARG(size >= 1, "world size must be >= 1, got ", size);
@@ -66,6 +67,7 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
   m.stream.max_frame_bytes = cfg.max_frame_bytes;
   m.stream.probe_seconds = cfg.probe_seconds;
   m.stream.spin_seconds = cfg.spin_microseconds * 1e-6;
+  m.stream.cma_min_bytes = cfg.cma_min_bytes;
   m.listen_host = opts.listen_host.empty()
                       ? tcp::choose_listen_address(cfg.socket_ifname, opts.route_hint)
                       : opts.listen_host;
@@ -127,13 +129,13 @@ CommStats Communicator::stats() const {
   s.compressed_ops = compressed_ops_.load();
   s.compressed_raw_bytes = compressed_raw_.load();
   s.compressed_wire_bytes = compressed_wire_.load();
+  s.bytes_single_copy = bytes_single_copy_.load();
   return s;
 }
 
 std::shared_ptr<Work> Communicator::submit(const OpFingerprint& fp, Body body, Work::Callback cb,
                                            bool inline_ok) {
-  auto work = std::make_shared<Work>(
-      str(fp.describe(), " on rank ", rank_, " of group '", opts_.name, "'"), std::move(cb));
+  auto work = std::make_shared<Work>(fp, rank_, group_name_, std::move(cb));
   Op op{fp, std::move(body), work};
   if (executing_here()) {
     execute(op);  // issued from a completion callback: runs now (see the header)
@@ -196,6 +198,7 @@ void Communicator::execute(Op& op) {
   }
   bytes_sent_.store(transport_->bytes_sent());
   bytes_received_.store(transport_->bytes_received());
+  bytes_single_copy_.store(transport_->bytes_single_copy());
   (err ? ops_failed_ : ops_completed_).fetch_add(1);
   op.work->finish(err);
 }

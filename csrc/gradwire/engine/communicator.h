@@ -46,6 +46,7 @@ struct CommStats {
   uint64_t ops_failed = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
+  uint64_t bytes_single_copy = 0;  // received by single copy from same-host peers
   // Compressed collectives: ops, the bytes a dense ring would have sent, the bytes sent.
   uint64_t compressed_ops = 0;
   uint64_t compressed_raw_bytes = 0;
@@ -139,6 +140,7 @@ class Communicator {
   const int rank_;
   const int size_;
   const CommOptions opts_;
+  const std::shared_ptr<const std::string> group_name_;  // shared with every Work
   const uint32_t id_;
   std::unique_ptr<Transport> transport_;
   std::string listen_address_;
@@ -160,7 +162,7 @@ class Communicator {
   std::map<std::pair<int, uint32_t>, uint64_t> p2p_sent_, p2p_received_;
 
   std::atomic<uint64_t> ops_completed_{0}, ops_failed_{0};
-  std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0};
+  std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0}, bytes_single_copy_{0};
   std::atomic<uint64_t> compressed_ops_{0}, compressed_raw_{0}, compressed_wire_{0};
   ResidualStore residuals_;
 };

@@ -4,6 +4,10 @@
 
 namespace gw {
 
+std::string Work::description() const {
+  return str(fp_.describe(), " on rank ", rank_, " of group '", *group_, "'");
+}
+
 bool Work::is_completed() const {
   std::lock_guard<std::mutex> lock(mu_);
   return done_;
@@ -32,7 +36,7 @@ void Work::finish(std::exception_ptr error) {
     try {
       cb(*this);
     } catch (const std::exception& e) {
-      GW_LOG(kError, "completion callback of ", description_, " failed: ", e.what());
+      GW_LOG(kError, "completion callback of ", description(), " failed: ", e.what());
     }
   }
 }

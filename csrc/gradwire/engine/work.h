@@ -6,8 +6,11 @@
 #include <condition_variable>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
+
+#include "gradwire/transport/frame.h"
 
 namespace gw {
 
@@ -15,10 +18,14 @@ class Work {
  public:
   using Callback = std::function<void(Work&)>;
 
-  Work(std::string description, Callback on_complete)
-      : description_(std::move(description)), on_complete_(std::move(on_complete)) {}
+  // The description ("allreduce(float32 x 4, SUM) on rank 0 of group 'g'") is built only when
+  // asked for (errors, logs): formatting it on every op cost a small allreduce ~18% of its
+  // instructions.
+  Work(const OpFingerprint& fp, int rank, std::shared_ptr<const std::string> group,
+       Callback on_complete)
+      : fp_(fp), rank_(rank), group_(std::move(group)), on_complete_(std::move(on_complete)) {}
 
-  const std::string& description() const { return description_; }
+  std::string description() const;
   bool is_completed() const;
   // nullptr on success.
   std::exception_ptr error() const;
@@ -29,7 +36,9 @@ class Work {
   void finish(std::exception_ptr error);
 
  private:
-  const std::string description_;
+  const OpFingerprint fp_;
+  const int rank_;
+  const std::shared_ptr<const std::string> group_;
   Callback on_complete_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;

@@ -74,14 +74,43 @@ OpFingerprint header_fingerprint(const FrameHeader& h) {
   return fp;
 }
 
-std::string validate_header(const FrameHeader& h, uint32_t comm_id, int expected_src) {
+namespace {
+
+std::string check_magic_version(const FrameHeader& h) {
   if (h.magic != kFrameMagic) return str("bad magic 0x", std::hex, h.magic);
   if (h.version != kProtocolVersion) {
     return str("protocol version ", h.version, " (this build speaks ", kProtocolVersion, ")");
   }
-  if (h.type < uint8_t(FrameType::kData) || h.type > uint8_t(FrameType::kProbeReply)) {
-    return str("unknown frame type ", int(h.type));
+  return "";
+}
+
+}  // namespace
+
+std::string validate_ps_header(const FrameHeader& h, FrameType expected, int expected_src) {
+  std::string bad = check_magic_version(h);
+  if (!bad.empty()) return bad;
+  if (h.type != uint8_t(expected)) {
+    return str("frame type ", int(h.type), " where a parameter-server ",
+               expected == FrameType::kPsRequest ? "request" : "reply", " was expected");
   }
+  if (h.comm_id != kPsCommId) return str("not a parameter-server frame (id ", h.comm_id, ")");
+  if (h.src_rank != expected_src) {
+    return str("source rank ", h.src_rank, " on the connection of rank ", expected_src);
+  }
+  if (h.msg_bytes > kMaxMessageBytes) return str("message size ", h.msg_bytes, " too large");
+  if (h.offset != 0 || h.length != h.msg_bytes) {
+    return "parameter-server messages travel in one frame (offset 0, length = message size)";
+  }
+  return "";
+}
+
+std::string validate_header(const FrameHeader& h, uint32_t comm_id, int expected_src) {
+  std::string bad = check_magic_version(h);
+  if (!bad.empty()) return bad;
+  bool known =
+      (h.type >= uint8_t(FrameType::kData) && h.type <= uint8_t(FrameType::kProbeReply)) ||
+      (h.type >= uint8_t(FrameType::kCmaOffer) && h.type <= uint8_t(FrameType::kCmaRefuse));
+  if (!known) return str("unknown frame type ", int(h.type));
   if (h.comm_id != comm_id) return str("communicator id ", h.comm_id, " (expected ", comm_id, ")");
   if (h.src_rank != expected_src) {
     return str("source rank ", h.src_rank, " on the connection of rank ", expected_src);
@@ -89,6 +118,14 @@ std::string validate_header(const FrameHeader& h, uint32_t comm_id, int expected
   if (h.fp_kind > uint8_t(OpKind::kSendRecv)) return str("unknown op kind ", int(h.fp_kind));
   if (h.fp_dtype >= kNumDTypes) return str("unknown dtype ", int(h.fp_dtype));
   if (h.msg_bytes > kMaxMessageBytes) return str("message size ", h.msg_bytes, " too large");
+  if (h.type == uint8_t(FrameType::kCmaOffer)) {
+    if (h.length != sizeof(CmaOffer) || h.offset != 0) return "malformed CMA offer";
+    return "";
+  }
+  if ((h.type == uint8_t(FrameType::kCmaDone) || h.type == uint8_t(FrameType::kCmaRefuse)) &&
+      h.length != 0) {
+    return "CMA replies carry no payload";
+  }
   if (h.length > h.msg_bytes || h.offset > h.msg_bytes - h.length) {
     return str("payload [", h.offset, ", +", h.length, ") outside a message of ", h.msg_bytes,
                " bytes");

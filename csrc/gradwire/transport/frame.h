@@ -23,6 +23,14 @@ enum class FrameType : uint8_t {
   kAbort = 2,       // payload: UTF-8 reason; the sender's communicator is unusable
   kProbe = 3,       // "which op are you in?" sent by a rank whose wait timed out
   kProbeReply = 4,  // seq = the replier's current op seq, tag = 1 if it is inside that op
+  kPsRequest = 5,   // parameter server: seq = request id, tag = PsOp (ps/messages.h)
+  kPsReply = 6,     // parameter server: seq = the request's id, tag = PsStatus
+  // Single-copy messages between processes on one host (stream_transport_cma.cc): the sender
+  // offers its buffer, the receiver reads it with process_vm_readv and answers DONE, or REFUSE
+  // when it cannot read the sender's memory (the sender then sends DATA frames instead).
+  kCmaOffer = 7,   // payload: CmaOffer; msg_bytes = the message's size
+  kCmaDone = 8,    // the receiver has the whole message; the sender may reuse its buffer
+  kCmaRefuse = 9,  // the receiver cannot read this sender's memory
 };
 
 enum class OpKind : uint8_t {
@@ -90,6 +98,17 @@ struct FrameHeader {
 #pragma pack(pop)
 static_assert(sizeof(FrameHeader) == 72, "frame header must be 72 bytes");
 
+// Payload of a CMA_OFFER frame: who the sender is (shm/cross_memory.h) and where its buffer is.
+#pragma pack(push, 1)
+struct CmaOffer {
+  uint64_t pid;
+  uint64_t token_addr;
+  uint64_t token;
+  uint64_t data_addr;
+};
+#pragma pack(pop)
+static_assert(sizeof(CmaOffer) == 32, "CMA offer must be 32 bytes");
+
 FrameHeader make_header(FrameType type, uint32_t comm_id, int src_rank, const MsgKey& key,
                         const OpFingerprint& fp, uint64_t offset, uint64_t length,
                         uint64_t msg_bytes);
@@ -99,6 +118,12 @@ OpFingerprint header_fingerprint(const FrameHeader& h);
 constexpr uint64_t kMaxMessageBytes = 1ull << 40;
 
 // Checks a received header; returns an empty string when valid, else what is wrong.
+// Collective frames only: parameter-server frame types are rejected here.
 std::string validate_header(const FrameHeader& h, uint32_t comm_id, int expected_src);
+
+// Parameter-server connections carry whole messages in single frames under this id
+// (docs/wire-protocol.md, "Parameter server").
+constexpr uint32_t kPsCommId = 0x53505747;  // "GWPS"
+std::string validate_ps_header(const FrameHeader& h, FrameType expected, int expected_src);
 
 }  // namespace gw

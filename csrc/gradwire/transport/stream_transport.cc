@@ -31,6 +31,7 @@ StreamTransport::StreamTransport(int rank, int size, std::vector<std::unique_ptr
       spin_(std::chrono::duration_cast<Clock::duration>(
           std::chrono::duration<double>(opts.spin_seconds))),
       yield_(opts.yield_while_spinning),
+      cma_min_bytes_(opts.cma_min_bytes),
       peers_(size),
       own_segment_(std::move(own_segment)) {
   GW_ENFORCE(int(channels.size()) == size, "need one channel slot per rank");
@@ -77,6 +78,7 @@ void StreamTransport::begin_op(uint64_t seq, const OpFingerprint& fp, Clock::tim
 }
 
 void StreamTransport::end_op() {
+  if (!error_) flush_answers();
   in_op_ = false;
   if (error_) return;
   recent_ops_[cur_seq_] = cur_fp_;
@@ -88,6 +90,20 @@ void StreamTransport::end_op() {
     for (auto& u : p.unexpected) {
       if (!(u.key.seq & kP2PSeqBit) && u.key.seq == cur_seq_) {
         unclaimed(p, u.fp, cur_fp_, u.key);
+      }
+    }
+  }
+}
+
+// Answers to single-copy offers have no request of their own: they must leave before the op
+// ends, or the peer waiting for one would wait until this rank's next op (or forever).
+void StreamTransport::flush_answers() {
+  for (auto& p : peers_) {
+    while (p.open && !p.sendq.empty()) {
+      if (drive_writes(p)) continue;
+      if (!progress()) {
+        if (Clock::now() >= deadline_) on_timeout();
+        if (yield_) sched_yield();
       }
     }
   }
@@ -130,16 +146,24 @@ void StreamTransport::isend(int dst, const MsgKey& key, const OpFingerprint& fp,
   Peer& p = peer(dst);
   check_open(p);
   req->done = false;
-  const char* base = static_cast<const char*>(data);
+  if (cma_eligible(p, key, bytes)) {
+    cma_offer(p, key, fp, static_cast<const char*>(data), bytes, req);
+  } else {
+    enqueue_data(p, key, fp, static_cast<const char*>(data), bytes, req);
+  }
+  drive_writes(p);  // eager: most small messages leave right here
+}
+
+void StreamTransport::enqueue_data(Peer& p, const MsgKey& key, const OpFingerprint& fp,
+                                   const char* data, size_t bytes, Request* req) {
   size_t offset = 0;
   do {
     size_t len = std::min(bytes - offset, max_frame_bytes_);
     bool last = offset + len == bytes;
     FrameHeader h = make_header(FrameType::kData, comm_id_, rank_, key, fp, offset, len, bytes);
-    enqueue_frame(p, h, base + offset, last ? req : nullptr);
+    enqueue_frame(p, h, data + offset, last ? req : nullptr);
     offset += len;
   } while (offset < bytes);
-  drive_writes(p);  // eager: most small messages leave right here
 }
 
 void StreamTransport::irecv(int src, const MsgKey& key, const OpFingerprint& fp, void* data,
@@ -406,19 +430,14 @@ void StreamTransport::on_header(Peer& p) {
     fail<ProtocolError>(str("malformed frame from rank ", p.rank, ": ", bad), p.rank);
   p.rstate = ReadState::kPayload;
   p.remaining = h.length;
+  // No message buffer is the target until a DATA frame names one (post() checks this).
+  p.target_is_posted = false;
+  p.unexpected_it = p.unexpected.end();
   switch (static_cast<FrameType>(h.type)) {
     case FrameType::kData: {
       MsgKey key{h.seq, h.tag};
       OpFingerprint fp = header_fingerprint(h);
-      if (!(key.seq & kP2PSeqBit)) {
-        if (in_op_ && key.seq == cur_seq_ && fp != cur_fp_)
-          check_match(p, fp, cur_fp_, key.seq, 0, 0);
-        // A frame for an op this rank has already finished: the peer ran a different op there.
-        auto done = recent_ops_.find(key.seq);
-        if (done != recent_ops_.end() && (key.seq != cur_seq_ || !in_op_)) {
-          unclaimed(p, fp, done->second, key);
-        }
-      }
+      check_incoming(p, key, fp);
       auto it = std::find_if(p.posted.begin(), p.posted.end(),
                              [&](const PostedRecv& r) { return r.key == key; });
       if (it != p.posted.end()) {
@@ -453,18 +472,49 @@ void StreamTransport::on_header(Peer& p) {
     case FrameType::kProbeReply:
       probe_replies_[p.rank] = ProbeReply{true, h.seq, h.tag == 1};
       break;
+    case FrameType::kCmaOffer:  // the payload is read like an ABORT reason, then handled whole
+      p.control.assign(h.length, '\0');
+      p.dst = &p.control[0];
+      break;
+    case FrameType::kCmaDone:
+    case FrameType::kCmaRefuse:
+      break;
+    case FrameType::kPsRequest:
+    case FrameType::kPsReply:
+      break;  // never reaches here: validate_header rejects them on collective connections
   }
   if (p.remaining == 0) on_frame_done(p);
+}
+
+void StreamTransport::check_incoming(const Peer& p, const MsgKey& key, const OpFingerprint& fp) {
+  if (key.seq & kP2PSeqBit) return;
+  if (in_op_ && key.seq == cur_seq_ && fp != cur_fp_) check_match(p, fp, cur_fp_, key.seq, 0, 0);
+  // A message for an op this rank has already finished: the peer ran a different op there.
+  auto done = recent_ops_.find(key.seq);
+  if (done != recent_ops_.end() && (key.seq != cur_seq_ || !in_op_)) {
+    unclaimed(p, fp, done->second, key);
+  }
 }
 
 void StreamTransport::on_frame_done(Peer& p) {
   const FrameHeader h = p.hdr;
   p.rstate = ReadState::kHeader;
   p.hdr_got = 0;
-  if (h.type == uint8_t(FrameType::kAbort)) {
-    peer_lost(p, str("it aborted the communicator: ", p.control));
+  switch (static_cast<FrameType>(h.type)) {
+    case FrameType::kAbort:
+      peer_lost(p, str("it aborted the communicator: ", p.control));
+    case FrameType::kCmaOffer:
+      on_cma_offer(p, h);
+      return;
+    case FrameType::kCmaDone:
+    case FrameType::kCmaRefuse:
+      on_cma_answer(p, h);
+      return;
+    case FrameType::kData:
+      break;
+    default:
+      return;
   }
-  if (h.type != uint8_t(FrameType::kData)) return;
   if (p.target_is_posted) {
     auto it = p.posted_it;
     it->got += h.length;
@@ -497,7 +547,7 @@ void StreamTransport::on_timeout() {
   // peer that has not arrived (busy elsewhere, or hung) cannot answer.
   std::vector<int> waiting_for;
   for (auto& p : peers_) {
-    if (!p.posted.empty()) waiting_for.push_back(p.rank);
+    if (!p.posted.empty() || !p.cma_sends.empty()) waiting_for.push_back(p.rank);
   }
   probe_replies_.clear();
   for (auto& p : peers_) {
@@ -544,7 +594,8 @@ void StreamTransport::peer_closed(Peer& p, const std::string& why) {
   // its end of stream is an error only for the ops that still need it.
   p.open = false;
   p.closed_reason = why;
-  if (!p.posted.empty() || !p.sendq.empty() || p.rstate == ReadState::kPayload || p.hdr_got > 0) {
+  if (!p.posted.empty() || !p.sendq.empty() || !p.cma_sends.empty() ||
+      p.rstate == ReadState::kPayload || p.hdr_got > 0) {
     peer_lost(p, why);
   }
 }
@@ -586,6 +637,7 @@ void StreamTransport::shut_down(const std::string& reason, int skip_peer) {
     p.sendq.clear();
     p.posted.clear();
     p.unexpected.clear();
+    p.cma_sends.clear();
   }
 }
 

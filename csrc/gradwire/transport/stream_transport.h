@@ -25,6 +25,9 @@ struct StreamOptions {
   double probe_seconds = 1.0;
   double spin_seconds = 50e-6;
   bool yield_while_spinning = false;  // set when this host's ranks outnumber its cores
+  // Shared-memory peers: messages of at least this many bytes travel by single copy (the
+  // receiver reads the sender's buffer, stream_transport_cma.cc); 0 disables it.
+  size_t cma_min_bytes = 0;
 };
 
 class StreamTransport : public Transport {
@@ -51,6 +54,7 @@ class StreamTransport : public Transport {
   bool all_peers_local() const override { return tcp_peers_ == 0; }
   uint64_t bytes_sent() const override { return bytes_sent_; }
   uint64_t bytes_received() const override { return bytes_received_; }
+  uint64_t bytes_single_copy() const override { return bytes_single_copy_; }
   // "shm" / "tcp" per peer ("self" for this rank), for diagnostics.
   std::vector<std::string> channel_kinds() const;
 
@@ -78,6 +82,17 @@ class StreamTransport : public Transport {
     std::vector<char> data;
     size_t got;
   };
+  // A single-copy send waiting for the receiver's DONE (or REFUSE). Its request completes only
+  // then: until the receiver has read the buffer, the sender must not touch it.
+  struct CmaSend {
+    MsgKey key;
+    OpFingerprint fp;
+    const char* data;
+    size_t bytes;
+    Request* req;
+    CmaOffer offer;  // the OFFER frame's payload (lives here until the frame is written)
+  };
+  enum class CmaState { kUnknown, kReadable, kUnreadable };
   enum class ReadState { kHeader, kPayload };
   struct Peer {
     int rank = -1;
@@ -100,6 +115,11 @@ class StreamTransport : public Transport {
     std::vector<char> scratch;
     size_t scratch_fill = 0;
     std::string closed_reason;  // set when the peer's stream ended
+    // Single copy: our offers awaiting an answer; whether the peer refused our offers (then we
+    // send DATA frames); whether we can read the peer's memory (checked on its first offer).
+    std::list<CmaSend> cma_sends;
+    bool cma_refused = false;
+    CmaState cma_readable = CmaState::kUnknown;
   };
   struct ProbeReply {
     bool replied = false;
@@ -109,6 +129,19 @@ class StreamTransport : public Transport {
 
   Peer& peer(int r);
   void enqueue_frame(Peer& p, const FrameHeader& h, const char* data, Request* req);
+  // The message as DATA frames of at most max_frame_bytes.
+  void enqueue_data(Peer& p, const MsgKey& key, const OpFingerprint& fp, const char* data,
+                    size_t bytes, Request* req);
+  // Checks a message's fingerprint against the op being executed and the ops already done.
+  void check_incoming(const Peer& p, const MsgKey& key, const OpFingerprint& fp);
+  // Single copy (stream_transport_cma.cc).
+  bool cma_eligible(const Peer& p, const MsgKey& key, size_t bytes) const;
+  void cma_offer(Peer& p, const MsgKey& key, const OpFingerprint& fp, const char* data,
+                 size_t bytes, Request* req);
+  void on_cma_offer(Peer& p, const FrameHeader& h);
+  void on_cma_answer(Peer& p, const FrameHeader& h);
+  void flush_answers();
+  void cma_read_into(Peer& p, const CmaOffer& offer, PostedRecv& r);
   // One non-blocking pass over every channel; true when anything moved.
   bool progress();
   // Sleep until something may have arrived (or timeout_ms passes).
@@ -146,6 +179,7 @@ class StreamTransport : public Transport {
   const double probe_seconds_;
   const Clock::duration spin_;
   const bool yield_;
+  const size_t cma_min_bytes_;
   std::vector<Peer> peers_;
   std::shared_ptr<shm::Segment> own_segment_;
   shm::Doorbell* bell_ = nullptr;
@@ -168,6 +202,7 @@ class StreamTransport : public Transport {
   std::exception_ptr error_;
   uint64_t bytes_sent_ = 0;
   uint64_t bytes_received_ = 0;
+  uint64_t bytes_single_copy_ = 0;
 };
 
 }  // namespace gw

@@ -75,6 +75,8 @@ class Transport {
   // Bytes moved so far, for stats.
   virtual uint64_t bytes_sent() const = 0;
   virtual uint64_t bytes_received() const = 0;
+  // Of bytes_received, those read straight from a same-host sender's memory (single copy).
+  virtual uint64_t bytes_single_copy() const { return 0; }
 };
 
 }  // namespace gw

@@ -12,10 +12,11 @@ from typing import Dict, List, Mapping, Optional
 
 from torch.distributed import DistError
 
-from gradwire.launch import address
+from gradwire.launch import address, ps_servers
 from gradwire.launch.errors import LaunchError
 from gradwire.launch.output import Output, say
 from gradwire.launch.plan import Locality, Plan
+from gradwire.launch.ps_servers import ServerGroup
 from gradwire.launch.rendezvous import POLL, Rendezvous, Stopped
 from gradwire.launch.workers import WorkerGroup
 
@@ -93,6 +94,7 @@ class Agent:
         self.plan, self.cmd, self.opts, self.env, self.hostname = plan, cmd, opts, env, hostname
         self.output = Output(opts.color, opts.log_dir)
         self.group: Optional[WorkerGroup] = None
+        self.servers: Optional[ServerGroup] = None
         self.signals = Signals()
 
     def run(self) -> int:
@@ -113,6 +115,9 @@ class Agent:
                     f"{self.plan.master_port} (did launcher 0 exit?): {str(e).splitlines()[0]}",
                     exit_code=1,
                 ) from None
+            finally:
+                if self.servers is not None:
+                    self.servers.stop(self.opts.term_timeout)
 
     # ---- normal operation ----------------------------------------------------------------
     def _rounds(self) -> int:
@@ -130,6 +135,7 @@ class Agent:
         self.rdzv = rdzv
         token = auth_token(self.env, p)
         choice = None
+        ps_addresses: Optional[str] = None
         while True:
             hosts = rdzv.join(rnd, self.hostname)
             loc = p.locality() or Locality.from_hosts(hosts, p.launcher_rank)
@@ -142,12 +148,24 @@ class Agent:
                         f"({choice.reason})"
                     )
             store_port = rdzv.worker_port(rnd)
+            if p.num_servers and ps_addresses is None:
+                if p.launcher_rank == 0:
+                    env = dict(self.env, GRADWIRE_SOCKET_IFNAME=choice.ifname)
+                    if token:
+                        env["GRADWIRE_AUTH_TOKEN"] = token
+                    self.servers = ServerGroup(p.num_servers, p.world_size, choice.address,
+                                               self.opts, env)  # fmt: skip
+                    self.servers.start()
+                ps_addresses = ps_servers.share(rdzv, self.servers)
             envs = {
                 p.launcher_rank * p.nproc + i: worker_env(
                     self.env, p, loc, i, rnd, store_port, choice.ifname, token
                 )
                 for i in range(p.nproc)
             }
+            if ps_addresses:
+                for e in envs.values():
+                    e["GRADWIRE_PS_SERVERS"] = ps_addresses
             self.group = WorkerGroup(self.cmd, envs, self.output, rnd)
             self.group.start()
             fail = self._watch(rdzv, rnd)
@@ -174,6 +192,8 @@ class Agent:
         g = self.group
         while True:
             g.poll()
+            if self.servers is not None:
+                self.servers.revive()
             f = g.first_failure()
             if f is not None:
                 info = {

@@ -59,7 +59,23 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="S",
-        help="the last S ranks get GRADWIRE_ROLE=server (parameter-server jobs)",
+        help="also run S parameter-server shards beside launcher 0's workers; workers find "
+        "them in GRADWIRE_PS_SERVERS (docs/parameter-server.md)",
+    )
+    opt(
+        "--ps-mode",
+        choices=["bsp", "asp", "ssp"],
+        default="asp",
+        help="parameter-server consistency mode (default asp)",
+    )
+    opt("--ps-staleness", type=int, default=0, metavar="K", help="SSP staleness bound")
+    opt("--ps-checkpoint-dir", default="", metavar="DIR", help="parameter-server checkpoints")
+    opt(
+        "--ps-checkpoint-every",
+        type=float,
+        default=0.0,
+        metavar="SEC",
+        help="parameter-server checkpoint period (default: on demand only)",
     )
     opt(
         "--log-dir",

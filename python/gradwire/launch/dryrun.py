@@ -31,8 +31,8 @@ def report(d: Detected, plan: Plan, cmd: List[str], env: Mapping[str, str]) -> s
         w(f"restarts: up to {plan.max_restarts}")
     if plan.num_servers:
         w(
-            f"roles: ranks {plan.world_size - plan.num_servers}..{plan.world_size - 1} are "
-            f"servers, the rest workers"
+            f"parameter servers: {plan.num_servers} `gradwire ps serve` processes beside "
+            f"launcher 0's workers (GRADWIRE_PS_SERVERS)"
         )
     loc = plan.locality()
     multi = None if loc is None else loc.nnodes > 1 or plan.launchers > loc.local_launchers

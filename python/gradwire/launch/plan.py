@@ -2,7 +2,8 @@
 
 Ranks are laid out launcher-major: launcher L runs ranks L*nproc .. L*nproc+nproc-1, so a
 launcher per node (Kubernetes, --nnodes) and a launcher per task (srun -n, mpirun -n) follow
-one rule. With --num-servers S the last S ranks get GRADWIRE_ROLE=server.
+one rule. With --num-servers S, launcher 0 also runs S parameter-server processes beside the
+workers (launch/ps_servers.py); every rank stays a worker.
 """
 
 from __future__ import annotations
@@ -69,23 +70,25 @@ class Plan:
         return Locality(*vals)
 
     def rank_env(self, i: int, loc: Locality) -> Dict[str, str]:
-        """torchrun's variables for local worker i, plus gradwire's role variables."""
+        """torchrun's variables for local worker i, plus gradwire's role variables. Every rank
+        is a worker (parameter servers are separate processes, not ranks)."""
         rank = self.launcher_rank * self.nproc + i
         world = self.world_size
-        workers = world - self.num_servers
-        server = rank >= workers
-        return {
+        env = {
             "RANK": str(rank),
             "WORLD_SIZE": str(world),
             "LOCAL_RANK": str(loc.local_launcher_rank * self.nproc + i),
             "LOCAL_WORLD_SIZE": str(loc.local_launchers * self.nproc),
             "GROUP_RANK": str(loc.node_rank),
             "GROUP_WORLD_SIZE": str(loc.nnodes),
-            "GRADWIRE_ROLE": "server" if server else "worker",
-            "GRADWIRE_ROLE_RANK": str(rank - workers if server else rank),
-            "GRADWIRE_ROLE_WORLD_SIZE": str(self.num_servers if server else workers),
+            "GRADWIRE_ROLE": "worker",
+            "GRADWIRE_ROLE_RANK": str(rank),
+            "GRADWIRE_ROLE_WORLD_SIZE": str(world),
             "GRADWIRE_NUM_SERVERS": str(self.num_servers),
         }
+        if self.num_servers:
+            env.update({"GRADWIRE_PS_WORKER_ID": str(rank), "GRADWIRE_PS_NUM_WORKERS": str(world)})
+        return env
 
 
 def nproc_from(value: Optional[str]) -> Optional[int]:
@@ -138,11 +141,8 @@ def make_plan(opts, d: Detected, env: Mapping[str, str]) -> Plan:
         p.master_addr = "127.0.0.1"
     port = opts.master_port or env.get("MASTER_PORT") or d.master_port
     p.master_port = int(port) if port else (DEFAULT_PORT if p.launchers > 1 else 0)
-    if not 0 <= p.num_servers < p.world_size:
-        raise LaunchError(
-            f"--num-servers {p.num_servers}: must leave at least one worker among "
-            f"{p.world_size} ranks"
-        )
+    if p.num_servers < 0:
+        raise LaunchError(f"--num-servers {p.num_servers}: must be >= 0")
     if opts.max_restarts < 0:
         raise LaunchError("--max-restarts must be >= 0")
     return p

@@ -120,6 +120,14 @@ class Rendezvous:
                 self.addr, self.port, None, False, timedelta(seconds=max(self.timeout, 1))
             )
 
+    def publish(self, key: str, value: str) -> None:
+        """Shares a value with every launcher of the job (e.g. parameter-server addresses)."""
+        self.store.set(key, value)
+
+    def lookup(self, key: str) -> str:
+        """Waits (up to the rendezvous timeout) for a value another launcher published."""
+        return self._get(key)
+
     def _get(self, key: str) -> str:
         self._wait_for(lambda: self.store.check([key]), f"key {key}")
         return self.store.get(key).decode()

@@ -140,7 +140,7 @@ Endpoint Endpoint::parse(const std::string& s) {
   return ep;
 }
 
-Socket listen_on(const std::string& host, Endpoint* bound) {
+Socket listen_on(const std::string& host, Endpoint* bound, int port) {
   bool v6 = host.find(':') != std::string::npos;
   Socket s(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   GW_CHECK_ARG(s.valid(), "socket(): ", strerror(errno));
@@ -151,16 +151,18 @@ Socket listen_on(const std::string& host, Endpoint* bound) {
   if (v6) {
     auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
     a->sin6_family = AF_INET6;
+    a->sin6_port = htons(uint16_t(port));
     GW_CHECK_ARG(inet_pton(AF_INET6, host.c_str(), &a->sin6_addr) == 1, "bad IPv6 address ", host);
     len = sizeof(sockaddr_in6);
   } else {
     auto* a = reinterpret_cast<sockaddr_in*>(&ss);
     a->sin_family = AF_INET;
+    a->sin_port = htons(uint16_t(port));
     GW_CHECK_ARG(inet_pton(AF_INET, host.c_str(), &a->sin_addr) == 1, "bad IPv4 address ", host);
     len = sizeof(sockaddr_in);
   }
   if (::bind(s.fd(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    GW_THROW(Error, "cannot listen on ", host, ": bind: ", strerror(errno));
+    GW_THROW(Error, "cannot listen on ", host, ":", port, ": bind: ", strerror(errno));
   }
   GW_ENFORCE(::listen(s.fd(), 1024) == 0, "listen: ", strerror(errno));
   sockaddr_storage local{};

@@ -36,8 +36,8 @@ struct Endpoint {
   static Endpoint parse(const std::string& s);
 };
 
-// A listening socket bound to `host` on an ephemeral port.
-Socket listen_on(const std::string& host, Endpoint* bound);
+// A listening socket bound to `host` on `port` (0: an ephemeral port).
+Socket listen_on(const std::string& host, Endpoint* bound, int port = 0);
 // Connects within the deadline, retrying while the listener is not up yet.
 Socket connect_to(const Endpoint& ep, std::chrono::steady_clock::time_point deadline);
 // Accepts one connection, or returns an invalid socket when the deadline passes.

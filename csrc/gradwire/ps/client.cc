@@ -1,0 +1,315 @@
+#include "gradwire/ps/client.h"
+
+#include <cstring>
+#include <random>
+
+#include "gradwire/common/config.h"
+#include "gradwire/transport/transport.h"
+
+namespace gw {
+namespace ps {
+namespace {
+
+uint64_t random_session() {
+  std::random_device rd;
+  return (uint64_t(rd()) << 32) ^ rd() ^ (uint64_t(rd()) << 16);
+}
+
+std::vector<iovec> block_iovecs(const std::vector<Block>& blocks, const float* base) {
+  std::vector<iovec> v;
+  v.reserve(blocks.size());
+  for (const Block& b : blocks) {
+    v.push_back({const_cast<float*>(base + b.offset), b.count * sizeof(float)});
+  }
+  return v;
+}
+
+}  // namespace
+
+Client::Client(const ClientOptions& opts) : opts_(opts), session_(random_session()) {
+  GW_CHECK_ARG(!opts.servers.empty(), "parameter-server client: no server addresses given");
+  GW_CHECK_ARG(opts.num_workers > 0 && opts.worker_id >= 0 && opts.worker_id < opts.num_workers,
+               "parameter-server client: worker id ", opts.worker_id, " must be in [0, ",
+               opts.num_workers, ")");
+  GW_CHECK_ARG(opts.timeout_seconds > 0, "parameter-server client: timeout must be positive");
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(opts.timeout_seconds));
+  for (size_t s = 0; s < opts.servers.size(); ++s) {
+    LinkIdentity id{int(s), int(opts.servers.size()), opts.worker_id, opts.servers[s]};
+    links_.push_back(std::make_unique<ServerLink>(id, deadline));
+  }
+}
+
+Client::~Client() { close(); }
+
+void Client::close() {
+  for (auto& l : links_) l->close();
+}
+
+std::shared_ptr<PsFuture> Client::future(const std::string& what, int parts) {
+  // A little later than the requests' own deadline, so that a link which gave up on an
+  // unreachable server reports that (the clearer error) before the future times out.
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(opts_.timeout_seconds + 0.5));
+  return std::make_shared<PsFuture>(str("worker ", opts_.worker_id, ": ", what), parts, deadline);
+}
+
+std::shared_ptr<PendingRequest> Client::request(PsOp op, std::string what,
+                                                const std::shared_ptr<PsFuture>& f) {
+  auto r = std::make_shared<PendingRequest>();
+  r->op = op;
+  r->what = std::move(what);
+  r->future = f;
+  auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                     std::chrono::duration<double>(opts_.timeout_seconds));
+  r->deadline = deadline;
+  return r;
+}
+
+void Client::send(int shard, std::shared_ptr<PendingRequest> req, const std::string& key,
+                  const std::function<void(Writer&)>& body) {
+  uint64_t clk = clock_.load();
+  links_[size_t(shard)]->submit(req, [&](uint64_t mseq) {
+    Writer w;
+    w.head(RequestHead{session_, uint32_t(opts_.worker_id), clk, mseq, key});
+    if (body) body(w);
+    return w.finish();
+  });
+}
+
+void Client::note_read(uint64_t at_clock, Reader& meta) {
+  uint64_t min_clock = meta.u64();
+  uint64_t gap = at_clock > min_clock ? at_clock - min_clock : 0;
+  uint64_t cur = max_staleness_.load();
+  while (gap > cur && !max_staleness_.compare_exchange_weak(cur, gap)) {
+  }
+}
+
+const Client::DenseInfo& Client::dense(const std::string& name, uint64_t numel, const char* op) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = dense_.find(name);
+  GW_CHECK_ARG(it != dense_.end(), op, "('", name, "'): not registered by worker ", opts_.worker_id,
+               "; call register_dense first");
+  GW_CHECK_ARG(it->second.part->numel() == numel, op, "('", name, "'): tensor has ", numel,
+               " elements but '", name, "' was registered with shape ", shape_str(it->second.shape),
+               " (", it->second.part->numel(), " elements)");
+  return it->second;
+}
+
+const Client::TableInfo& Client::table(const std::string& name, const char* op) {
+  std::lock_guard<std::mutex> lk(mu_);
+  auto it = tables_.find(name);
+  GW_CHECK_ARG(it != tables_.end(), op, "('", name, "'): not registered by worker ",
+               opts_.worker_id, "; call register_sparse first");
+  return it->second;
+}
+
+std::shared_ptr<PsFuture> Client::register_dense(const std::string& name,
+                                                 const std::vector<int64_t>& shape,
+                                                 const float* init, const OptSpec& opt) {
+  opt.validate();
+  uint64_t numel = 1;
+  for (int64_t d : shape) {
+    GW_CHECK_ARG(d >= 0, "register_dense('", name, "'): negative dimension in ", shape_str(shape));
+    numel *= uint64_t(d);
+  }
+  GW_CHECK_ARG(numel > 0, "register_dense('", name, "'): the tensor is empty");
+  auto part =
+      std::make_shared<DensePartition>(name, numel, Config::get().ps_block_elems, num_servers());
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    GW_CHECK_ARG(!tables_.count(name), "register_dense('", name,
+                 "'): the name is already a sparse table");
+    auto it = dense_.find(name);
+    GW_CHECK_ARG(it == dense_.end() || it->second.shape == shape, "register_dense('", name,
+                 "'): already registered by this worker with shape ", shape_str(it->second.shape));
+    dense_[name] = DenseInfo{shape, part};
+  }
+  std::vector<int> shards;
+  for (int s = 0; s < num_servers(); ++s) {
+    if (part->shard_elems(s) > 0) shards.push_back(s);
+  }
+  auto f = future(str("register_dense('", name, "')"), int(shards.size()));
+  for (int s : shards) {
+    auto req = request(PsOp::kRegisterDense, f->description(), f);
+    if (opts_.worker_id == 0) req->data = block_iovecs(part->blocks_of(s), init);
+    send(s, req, name, [&](Writer& w) {
+      w.i64s(shape);
+      w.u64(Config::get().ps_block_elems);
+      w.u32(uint32_t(num_servers()));
+      opt.encode(w);
+    });
+  }
+  return f;
+}
+
+std::shared_ptr<PsFuture> Client::dense_op(PsOp op, const std::string& name, const float* grad,
+                                           float* out, uint64_t numel) {
+  const DenseInfo& info = dense(name, numel, op_name(op));
+  const DensePartition& part = *info.part;
+  std::vector<int> shards;
+  for (int s = 0; s < num_servers(); ++s) {
+    if (part.shard_elems(s) > 0) shards.push_back(s);
+  }
+  auto f = future(str(op_name(op), "('", name, "')"), int(shards.size()));
+  std::vector<std::pair<ServerLink*, std::shared_ptr<PendingRequest>>> parts;
+  uint64_t clk = clock_.load();
+  for (int s : shards) {
+    auto req = request(op, f->description(), f);
+    if (grad) req->data = block_iovecs(part.blocks_of(s), grad);
+    if (out) {
+      req->reply_into = block_iovecs(part.blocks_of(s), out);
+      req->on_meta = [this, clk](Reader& r) { note_read(clk, r); };
+    }
+    send(s, req, name, nullptr);
+    parts.emplace_back(links_[size_t(s)].get(), req);
+  }
+  f->set_cancel([parts] {
+    for (auto& [link, req] : parts) link->cancel(req->seq);
+  });
+  return f;
+}
+
+std::shared_ptr<PsFuture> Client::push(const std::string& name, const float* grad, uint64_t numel) {
+  return dense_op(PsOp::kPush, name, grad, nullptr, numel);
+}
+
+std::shared_ptr<PsFuture> Client::pull(const std::string& name, float* out, uint64_t numel) {
+  return dense_op(PsOp::kPull, name, nullptr, out, numel);
+}
+
+std::shared_ptr<PsFuture> Client::push_pull(const std::string& name, const float* grad, float* out,
+                                            uint64_t numel) {
+  return dense_op(PsOp::kPushPull, name, grad, out, numel);
+}
+
+std::shared_ptr<PsFuture> Client::register_sparse(const std::string& table, int64_t num_rows,
+                                                  uint32_t dim, const InitSpec& init,
+                                                  const OptSpec& opt) {
+  opt.validate();
+  init.validate();
+  GW_CHECK_ARG(num_rows > 0 && dim > 0, "register_sparse('", table,
+               "'): num_rows and dim must be positive (got ", num_rows, " x ", dim, ")");
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    GW_CHECK_ARG(!dense_.count(table), "register_sparse('", table,
+                 "'): the name is already a dense tensor");
+    auto it = tables_.find(table);
+    GW_CHECK_ARG(it == tables_.end() || (it->second.num_rows == num_rows && it->second.dim == dim),
+                 "register_sparse('", table, "'): already registered by this worker as ",
+                 it->second.num_rows, " x ", it->second.dim);
+    tables_[table] = TableInfo{num_rows, dim};
+  }
+  auto f = future(str("register_sparse('", table, "')"), num_servers());
+  for (int s = 0; s < num_servers(); ++s) {
+    send(s, request(PsOp::kRegisterSparse, f->description(), f), table, [&](Writer& w) {
+      w.i64(num_rows);
+      w.u32(dim);
+      w.u32(uint32_t(num_servers()));
+      init.encode(w);
+      opt.encode(w);
+    });
+  }
+  return f;
+}
+
+std::shared_ptr<PsFuture> Client::pull_rows(const std::string& table, const int64_t* ids,
+                                            uint64_t n, float* out) {
+  const TableInfo t = this->table(table, "pull_rows");
+  std::vector<std::vector<uint64_t>> pos(
+      static_cast<size_t>(num_servers()));  // positions in ids, per shard
+  for (uint64_t i = 0; i < n; ++i) {
+    GW_CHECK_ARG(ids[i] >= 0 && ids[i] < t.num_rows, "pull_rows('", table, "'): row id ", ids[i],
+                 " is out of range [0, ", t.num_rows, ")");
+    pos[size_t(server_of_row(ids[i], num_servers()))].push_back(i);
+  }
+  int parts = 0;
+  for (auto& p : pos) parts += p.empty() ? 0 : 1;
+  auto f = future(str("pull_rows('", table, "')"), parts);
+  std::vector<std::pair<ServerLink*, std::shared_ptr<PendingRequest>>> sent;
+  uint64_t clk = clock_.load();
+  for (int s = 0; s < num_servers(); ++s) {
+    auto& p = pos[size_t(s)];
+    if (p.empty()) continue;
+    auto req = request(PsOp::kPullRows, f->description(), f);
+    req->owned.resize(p.size() * 8);
+    int64_t* sid = reinterpret_cast<int64_t*>(req->owned.data());
+    for (size_t k = 0; k < p.size(); ++k) sid[k] = ids[p[k]];
+    req->data = {{req->owned.data(), req->owned.size()}};
+    uint32_t dim = t.dim;
+    auto positions = std::make_shared<std::vector<uint64_t>>(std::move(p));
+    req->on_data = [positions, out, dim, table](const char* data, size_t bytes) {
+      GW_CHECK_ARG(bytes == positions->size() * dim * 4, "pull_rows('", table, "'): reply of ",
+                   bytes, " bytes for ", positions->size(), " rows of dim ", dim);
+      const float* src = reinterpret_cast<const float*>(data);
+      for (size_t k = 0; k < positions->size(); ++k) {
+        memcpy(out + (*positions)[k] * dim, src + k * dim, dim * sizeof(float));
+      }
+    };
+    req->on_meta = [this, clk](Reader& r) { note_read(clk, r); };
+    send(s, req, table, nullptr);
+    sent.emplace_back(links_[size_t(s)].get(), req);
+  }
+  f->set_cancel([sent] {
+    for (auto& [link, req] : sent) link->cancel(req->seq);
+  });
+  return f;
+}
+
+std::shared_ptr<PsFuture> Client::push_rows(const std::string& table, const int64_t* ids,
+                                            uint64_t n, const float* grads) {
+  const TableInfo t = this->table(table, "push_rows");
+  std::vector<std::vector<uint64_t>> pos(static_cast<size_t>(num_servers()));
+  for (uint64_t i = 0; i < n; ++i) {
+    GW_CHECK_ARG(ids[i] >= 0 && ids[i] < t.num_rows, "push_rows('", table, "'): row id ", ids[i],
+                 " is out of range [0, ", t.num_rows, ")");
+    pos[size_t(server_of_row(ids[i], num_servers()))].push_back(i);
+  }
+  int parts = 0;
+  for (auto& p : pos) parts += p.empty() ? 0 : 1;
+  auto f = future(str("push_rows('", table, "')"), parts);
+  for (int s = 0; s < num_servers(); ++s) {
+    auto& p = pos[size_t(s)];
+    if (p.empty()) continue;
+    auto req = request(PsOp::kPushRows, f->description(), f);
+    size_t row_bytes = size_t(t.dim) * 4;
+    req->owned.resize(p.size() * (8 + row_bytes));
+    char* idp = req->owned.data();
+    char* gp = idp + p.size() * 8;
+    for (size_t k = 0; k < p.size(); ++k) {
+      memcpy(idp + k * 8, &ids[p[k]], 8);
+      memcpy(gp + k * row_bytes, grads + p[k] * t.dim, row_bytes);
+    }
+    req->data = {{req->owned.data(), req->owned.size()}};
+    uint64_t count = p.size();
+    send(s, req, table, [&](Writer& w) {
+      w.u64(count);
+      w.u32(t.dim);
+    });
+  }
+  return f;
+}
+
+std::shared_ptr<PsFuture> Client::clock() {
+  uint64_t next = clock_.fetch_add(1) + 1;
+  auto f = future(str("clock() to ", next), num_servers());
+  for (int s = 0; s < num_servers(); ++s) {
+    links_[size_t(s)]->submit(request(PsOp::kClock, f->description(), f), [&](uint64_t mseq) {
+      Writer w;
+      w.head(RequestHead{session_, uint32_t(opts_.worker_id), next, mseq, ""});
+      return w.finish();
+    });
+  }
+  return f;
+}
+
+std::shared_ptr<PsFuture> Client::checkpoint() {
+  auto f = future("checkpoint()", num_servers());
+  for (int s = 0; s < num_servers(); ++s) {
+    send(s, request(PsOp::kCheckpoint, f->description(), f), "", nullptr);
+  }
+  return f;
+}
+
+}  // namespace ps
+}  // namespace gw

@@ -1,0 +1,95 @@
+// The worker side of the parameter server: partitions every request by key (partitioner.h),
+// fans it out to the shards' links, and completes one PsFuture when every shard answered.
+// Buffers passed in must stay valid until the future completes (the Python layer holds them).
+// Only float32 values and int64 row ids cross this interface.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "gradwire/ps/future.h"
+#include "gradwire/ps/initializer.h"
+#include "gradwire/ps/optimizer.h"
+#include "gradwire/ps/partitioner.h"
+#include "gradwire/ps/server_link.h"
+
+namespace gw {
+namespace ps {
+
+struct ClientOptions {
+  std::vector<std::string> servers;  // "host:port" of shard 0, 1, ...
+  int worker_id = 0;
+  int num_workers = 1;
+  double timeout_seconds = 300;  // deadline of each operation, reconnects included
+};
+
+class Client {
+ public:
+  explicit Client(const ClientOptions& opts);
+  ~Client();
+
+  std::shared_ptr<PsFuture> register_dense(const std::string& name,
+                                           const std::vector<int64_t>& shape, const float* init,
+                                           const OptSpec& opt);
+  std::shared_ptr<PsFuture> push(const std::string& name, const float* grad, uint64_t numel);
+  std::shared_ptr<PsFuture> pull(const std::string& name, float* out, uint64_t numel);
+  std::shared_ptr<PsFuture> push_pull(const std::string& name, const float* grad, float* out,
+                                      uint64_t numel);
+
+  std::shared_ptr<PsFuture> register_sparse(const std::string& table, int64_t num_rows,
+                                            uint32_t dim, const InitSpec& init, const OptSpec& opt);
+  // `ids` must be distinct (the Python layer de-duplicates); out / grads are n x dim.
+  std::shared_ptr<PsFuture> pull_rows(const std::string& table, const int64_t* ids, uint64_t n,
+                                      float* out);
+  std::shared_ptr<PsFuture> push_rows(const std::string& table, const int64_t* ids, uint64_t n,
+                                      const float* grads);
+
+  // Advances this worker's clock on every server.
+  std::shared_ptr<PsFuture> clock();
+  std::shared_ptr<PsFuture> checkpoint();
+  void close();
+
+  uint64_t current_clock() const { return clock_.load(); }
+  // Largest (own clock - slowest worker's clock) a read was served at; bounded by s under SSP.
+  uint64_t max_observed_staleness() const { return max_staleness_.load(); }
+  int num_servers() const { return int(links_.size()); }
+  int worker_id() const { return opts_.worker_id; }
+
+ private:
+  struct DenseInfo {
+    std::vector<int64_t> shape;
+    std::shared_ptr<DensePartition> part;
+  };
+  struct TableInfo {
+    int64_t num_rows;
+    uint32_t dim;
+  };
+
+  const DenseInfo& dense(const std::string& name, uint64_t numel, const char* op);
+  const TableInfo& table(const std::string& name, const char* op);
+  std::shared_ptr<PsFuture> dense_op(PsOp op, const std::string& name, const float* grad,
+                                     float* out, uint64_t numel);
+  std::shared_ptr<PendingRequest> request(PsOp op, std::string what,
+                                          const std::shared_ptr<PsFuture>& f);
+  std::shared_ptr<PsFuture> future(const std::string& what, int parts);
+  void send(int shard, std::shared_ptr<PendingRequest> req, const std::string& key,
+            const std::function<void(Writer&)>& body);
+  void note_read(uint64_t at_clock, Reader& meta);
+
+  ClientOptions opts_;
+  uint64_t session_;
+  std::vector<std::unique_ptr<ServerLink>> links_;
+  std::mutex mu_;
+  std::map<std::string, DenseInfo> dense_;
+  std::map<std::string, TableInfo> tables_;
+  std::atomic<uint64_t> clock_{0};
+  std::atomic<uint64_t> max_staleness_{0};
+};
+
+}  // namespace ps
+}  // namespace gw

@@ -1,0 +1,38 @@
+// Completion of one client operation that fans out to several servers: done when every part
+// is, failed with the first part's error. wait() never outlives the operation's deadline.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <string>
+
+namespace gw {
+namespace ps {
+
+class PsFuture {
+ public:
+  PsFuture(std::string what, int parts, std::chrono::steady_clock::time_point deadline);
+
+  void part_done(std::exception_ptr err);
+  bool done() const;
+  // Blocks until done; rethrows the error; TimeoutError naming the op at the deadline (the
+  // parts still outstanding are cancelled through the cancel hook).
+  void wait();
+  const std::string& description() const { return what_; }
+  void set_cancel(std::function<void()> cancel) { cancel_ = std::move(cancel); }
+
+ private:
+  std::string what_;
+  std::chrono::steady_clock::time_point deadline_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  int remaining_;
+  std::exception_ptr err_;
+  std::function<void()> cancel_;
+};
+
+}  // namespace ps
+}  // namespace gw

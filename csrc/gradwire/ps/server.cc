@@ -1,0 +1,410 @@
+#include "gradwire/ps/server.h"
+
+#include <sys/stat.h>
+
+#include <chrono>
+
+#include "gradwire/common/config.h"
+#include "gradwire/common/logging.h"
+#include "gradwire/ps/checkpoint.h"
+#include "gradwire/transport/tcp/handshake.h"
+#include "gradwire/transport/transport.h"
+
+namespace gw {
+namespace ps {
+
+struct Server::Peer {
+  std::shared_ptr<Connection> conn;
+  std::mutex mu;
+  std::deque<Message> queue;
+  bool scheduled = false;
+};
+
+struct Server::Parked {
+  std::shared_ptr<Peer> peer;
+  Message msg;  // a parked push_pull has its push applied: only its read is left
+};
+
+struct Server::Outgoing {
+  std::shared_ptr<Peer> peer;
+  uint64_t seq;
+  PsStatus status;
+  std::string meta;
+  std::vector<char> data;
+};
+
+namespace {
+
+std::string read_reply_meta(uint64_t min_clock) {
+  Writer w;
+  w.u64(min_clock);
+  return w.finish();
+}
+
+PsStatus status_of(std::exception_ptr e, std::string* msg) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const InvalidArgument& x) {
+    *msg = x.what();
+    return PsStatus::kInvalidArgument;
+  } catch (const ProtocolError& x) {
+    *msg = x.what();
+    return PsStatus::kProtocol;
+  } catch (const std::exception& x) {
+    *msg = x.what();
+    return PsStatus::kInternal;
+  }
+}
+
+}  // namespace
+
+Server::Server(const ServerOptions& opts) : opts_(opts), state_(opts.shard) {
+  const ShardConfig& c = opts_.shard;
+  GW_CHECK_ARG(c.num_servers > 0 && c.shard_id >= 0 && c.shard_id < c.num_servers, "shard id ",
+               c.shard_id, " must be in [0, ", c.num_servers, ")");
+  GW_CHECK_ARG(c.num_workers > 0, "the number of workers must be positive");
+  if (!opts_.checkpoint_dir.empty()) {
+    ::mkdir(opts_.checkpoint_dir.c_str(), 0755);
+    uint64_t gen = load_checkpoint(state_, opts_.checkpoint_dir);
+    Wal::replay(opts_.checkpoint_dir, c.shard_id, gen,
+                [this](uint32_t op, std::vector<char>& p) { replay(op, p); });
+    // Continue in a fresh log generation: a torn tail of the old one must stay the end of it.
+    wal_ = std::make_unique<Wal>(opts_.checkpoint_dir, c.shard_id,
+                                 parse_wal_sync(Config::get().ps_wal_sync), gen);
+    checkpoint_locked();
+  }
+  tcp::Endpoint bound;
+  listener_ = tcp::listen_on(opts_.host, &bound, opts_.port);
+  std::string adv = opts_.host;
+  if (adv == "0.0.0.0") adv = tcp::choose_listen_address(Config::get().socket_ifname, "");
+  address_ = tcp::Endpoint{adv, bound.port}.to_string();
+  pool_ = std::make_unique<ThreadPool>(opts_.threads);
+  acceptor_ = std::thread([this] { accept_loop(); });
+  checkpointer_ = std::thread([this] { checkpoint_loop(); });
+  GW_LOG(kInfo, "parameter server shard ", c.shard_id, "/", c.num_servers, " (", mode_name(c.mode),
+         ", ", c.num_workers, " workers) listening on ", address_);
+}
+
+Server::~Server() { stop(); }
+
+void Server::stop() {
+  if (stopping_.exchange(true)) return;
+  stop_cv_.notify_all();
+  if (acceptor_.joinable()) acceptor_.join();
+  if (checkpointer_.joinable()) checkpointer_.join();
+  {
+    std::lock_guard<std::mutex> lk(peers_mu_);
+    for (auto& p : peers_) p->conn->shutdown();
+  }
+  for (auto& t : peer_threads_) t.join();
+  pool_.reset();
+  listener_.close();
+}
+
+void Server::accept_loop() {
+  while (!stopping_) {
+    std::string who;
+    tcp::Socket s;
+    try {
+      s = tcp::accept_until(listener_, Clock::now() + std::chrono::milliseconds(200), &who);
+    } catch (const std::exception& e) {
+      GW_LOG(kWarn, "parameter server accept: ", e.what());
+      continue;
+    }
+    if (!s.valid()) continue;
+    auto peer = std::make_shared<Peer>();
+    std::lock_guard<std::mutex> lk(peers_mu_);
+    // Drop finished peers so a long job with reconnecting workers does not accumulate them.
+    peers_.erase(std::remove_if(peers_.begin(), peers_.end(),
+                                [](const std::shared_ptr<Peer>& p) {
+                                  return p->conn && p->conn->closed() && p.use_count() == 1;
+                                }),
+                 peers_.end());
+    peer_threads_.emplace_back(
+        [this, peer, who, sock = std::make_shared<tcp::Socket>(std::move(s))]() mutable {
+          serve_peer(peer, std::move(*sock));
+        });
+  }
+}
+
+void Server::serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock) {
+  const ShardConfig& c = opts_.shard;
+  int rank = -1;
+  try {
+    rank =
+        tcp::handshake_as_server(sock, kPsCommId, c.shard_id, c.num_servers + c.num_workers,
+                                 Config::get().auth_token, Clock::now() + std::chrono::seconds(10));
+  } catch (const std::exception& e) {
+    GW_LOG(kWarn, "parameter server shard ", c.shard_id, ": refused a connection: ", e.what());
+    return;
+  }
+  int worker = rank - c.num_servers;
+  if (worker < 0) {
+    GW_LOG(kWarn, "parameter server shard ", c.shard_id, ": refused rank ", rank,
+           " (a server rank)");
+    return;
+  }
+  peer->conn =
+      std::make_shared<Connection>(std::move(sock), c.shard_id, rank, str("worker ", worker));
+  {
+    std::lock_guard<std::mutex> lk(peers_mu_);
+    peers_.push_back(peer);
+  }
+  GW_LOG(kDebug, "parameter server shard ", c.shard_id, ": worker ", worker, " connected");
+  try {
+    while (!stopping_) {
+      FrameHeader h;
+      if (!peer->conn->read_header(FrameType::kPsRequest, &h)) break;
+      Message m;
+      m.seq = h.seq;
+      m.tag = h.tag;
+      m.payload.resize(h.length);
+      peer->conn->read_exact(m.payload.data(), h.length);
+      split_payload(&m);
+      std::lock_guard<std::mutex> lk(peer->mu);
+      peer->queue.push_back(std::move(m));
+      if (!peer->scheduled) {
+        peer->scheduled = true;
+        pool_->submit([this, peer] { drain(peer); });
+      }
+    }
+  } catch (const std::exception& e) {
+    if (!stopping_) GW_LOG(kDebug, "parameter server: worker ", worker, " connection: ", e.what());
+  }
+  peer->conn->shutdown();
+}
+
+void Server::drain(std::shared_ptr<Peer> peer) {
+  while (true) {
+    Message m;
+    {
+      std::lock_guard<std::mutex> lk(peer->mu);
+      if (peer->queue.empty()) {
+        peer->scheduled = false;
+        return;
+      }
+      m = std::move(peer->queue.front());
+      peer->queue.pop_front();
+    }
+    handle(peer, m);
+  }
+}
+
+void Server::send_all(std::vector<Outgoing>& out) {
+  for (auto& o : out) {
+    std::vector<iovec> data;
+    if (!o.data.empty()) data.push_back({o.data.data(), o.data.size()});
+    try {
+      o.peer->conn->send(FrameType::kPsReply, o.seq, uint32_t(o.status), o.meta, data);
+    } catch (const std::exception&) {
+      // The worker is gone; it resends what it still needs after reconnecting.
+    }
+  }
+  out.clear();
+}
+
+void Server::handle(const std::shared_ptr<Peer>& peer, Message& m) {
+  std::vector<Outgoing> out;
+  try {
+    if (!is_known_op(m.tag)) GW_THROW(ProtocolError, "unknown parameter-server op ", m.tag);
+    PsOp op = PsOp(m.tag);
+    Reader meta(m.meta(), m.meta_bytes);
+    RequestHead h = meta.head();
+    state_.check_worker(h);
+    GW_CHECK_ARG(int(h.worker) + opts_.shard.num_servers == peer->conn->peer_rank(),
+                 "request names worker ", h.worker, " on the connection of worker ",
+                 peer->conn->peer_rank() - opts_.shard.num_servers);
+    if (op == PsOp::kCheckpoint) {
+      uint64_t gen = checkpoint();
+      Writer w;
+      w.u64(gen);
+      out.push_back({peer, m.seq, PsStatus::kOk, w.finish(), {}});
+      send_all(out);
+      return;
+    }
+    if (!is_mutation(op) || op == PsOp::kRegisterDense || op == PsOp::kRegisterSparse) {
+      // Registration mutates only when worker 0 creates the key; try_read handles both.
+      std::unique_lock<std::mutex> lk(mu_);
+      bool created = state_.dense().count(h.key) + state_.sparse().count(h.key) == 0;
+      if (!try_read(peer, m, &out)) {
+        parked_.push_back(std::make_unique<Parked>(Parked{peer, std::move(m)}));
+      } else if (is_mutation(op) && created) {
+        uint64_t end = wal_ ? wal_->append(uint32_t(op), m.payload) : 0;
+        retry_parked(&out);
+        lk.unlock();
+        if (wal_) wal_->sync(end);
+      }
+      if (lk.owns_lock()) lk.unlock();
+      send_all(out);
+      return;
+    }
+    std::unique_lock<std::mutex> lk(mu_);
+    if (!state_.already_applied(h)) {
+      apply_mutation(op, h, meta, m);
+      state_.mark_applied(h);
+      uint64_t end = wal_ ? wal_->append(uint32_t(op), m.payload) : 0;
+      retry_parked(&out);
+      lk.unlock();
+      if (wal_) wal_->sync(end);
+    }
+    if (op == PsOp::kPushPull) {
+      if (!lk.owns_lock()) lk.lock();
+      if (!try_read(peer, m, &out)) {
+        parked_.push_back(std::make_unique<Parked>(Parked{peer, std::move(m)}));
+      }
+    } else {
+      out.push_back({peer, m.seq, PsStatus::kOk, {}, {}});
+    }
+    if (lk.owns_lock()) lk.unlock();
+  } catch (...) {
+    std::string msg;
+    PsStatus st = status_of(std::current_exception(), &msg);
+    out.push_back({peer, m.seq, st, msg, {}});
+  }
+  send_all(out);
+}
+
+bool Server::try_read(const std::shared_ptr<Peer>& peer, Message& m, std::vector<Outgoing>* out) {
+  PsOp op = PsOp(m.tag);
+  Reader meta(m.meta(), m.meta_bytes);
+  RequestHead h = meta.head();
+  std::vector<char> data;
+  std::string why;
+  bool ready = false;
+  switch (op) {
+    case PsOp::kRegisterDense:
+    case PsOp::kRegisterSparse:
+      ready = register_key(op, h, meta, m);
+      break;
+    case PsOp::kPull:
+    case PsOp::kPushPull:
+      ready = state_.pull(h, op == PsOp::kPushPull, &data, &why);
+      break;
+    case PsOp::kPullRows: {
+      size_t n = m.data_bytes() / 8;
+      GW_CHECK_ARG(m.data_bytes() % 8 == 0, "pull_rows('", h.key, "'): ids must be int64");
+      ready = state_.pull_rows(h, reinterpret_cast<const int64_t*>(m.data()), n, &data, &why);
+      break;
+    }
+    default:
+      GW_THROW(ProtocolError, "op ", op_name(op), " cannot wait");
+  }
+  if (!ready) return false;
+  bool is_register = op == PsOp::kRegisterDense || op == PsOp::kRegisterSparse;
+  out->push_back({peer, m.seq, PsStatus::kOk,
+                  is_register ? std::string() : read_reply_meta(state_.min_clock()),
+                  std::move(data)});
+  return true;
+}
+
+void Server::retry_parked(std::vector<Outgoing>* out) {
+  for (size_t i = 0; i < parked_.size();) {
+    Parked& p = *parked_[i];
+    bool done = p.peer->conn->closed();
+    if (!done) {
+      try {
+        done = try_read(p.peer, p.msg, out);
+      } catch (...) {
+        std::string msg;
+        PsStatus st = status_of(std::current_exception(), &msg);
+        out->push_back({p.peer, p.msg.seq, st, msg, {}});
+        done = true;
+      }
+    }
+    if (done) {
+      parked_.erase(parked_.begin() + long(i));
+    } else {
+      ++i;
+    }
+  }
+}
+
+void Server::replay(uint32_t op, std::vector<char>& payload) {
+  Message m;
+  m.tag = op;
+  m.payload = std::move(payload);
+  split_payload(&m);
+  Reader meta(m.meta(), m.meta_bytes);
+  RequestHead h = meta.head();
+  PsOp o = PsOp(op);
+  if (o == PsOp::kRegisterDense || o == PsOp::kRegisterSparse) {
+    register_key(o, h, meta, m);
+    return;
+  }
+  apply_mutation(o, h, meta, m);
+  state_.mark_applied(h);
+}
+
+bool Server::register_key(PsOp op, const RequestHead& h, Reader& meta, const Message& m) {
+  if (op == PsOp::kRegisterDense) {
+    return state_.register_dense(h, meta, reinterpret_cast<const float*>(m.data()),
+                                 m.data_bytes() / 4);
+  }
+  return state_.register_sparse(h, meta);
+}
+
+void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const Message& m) {
+  switch (op) {
+    case PsOp::kPush:
+    case PsOp::kPushPull:
+      state_.push(h, reinterpret_cast<const float*>(m.data()), m.data_bytes() / 4);
+      return;
+    case PsOp::kPushRows: {
+      uint64_t n = meta.u64();
+      uint32_t dim = meta.u32();
+      GW_CHECK_ARG(n <= m.data_bytes() / 8 && m.data_bytes() == n * 8 + n * dim * 4, "push_rows('",
+                   h.key, "'): ", n, " ids of dim ", dim, " do not fit ", m.data_bytes(), " bytes");
+      auto it = state_.sparse().find(h.key);
+      GW_CHECK_ARG(it == state_.sparse().end() || it->second.dim == dim, "push_rows('", h.key,
+                   "'): gradient rows have dim ", dim, " but the table has dim ", it->second.dim);
+      state_.push_rows(h, reinterpret_cast<const int64_t*>(m.data()),
+                       reinterpret_cast<const float*>(m.data() + n * 8), n);
+      return;
+    }
+    case PsOp::kClock:
+      state_.clock(h);
+      return;
+    default:
+      GW_THROW(ProtocolError, "op ", op_name(op), " is not a mutation");
+  }
+}
+
+uint64_t Server::checkpoint() {
+  GW_CHECK_ARG(!opts_.checkpoint_dir.empty(), "parameter server shard ", opts_.shard.shard_id,
+               " has no checkpoint directory (start it with --checkpoint-dir)");
+  std::lock_guard<std::mutex> lk(mu_);
+  return checkpoint_locked();
+}
+
+uint64_t Server::checkpoint_locked() {
+  uint64_t gen = wal_->generation() + 1;
+  save_checkpoint(state_, opts_.checkpoint_dir, gen);
+  wal_->roll(gen);
+  return gen;
+}
+
+void Server::checkpoint_loop() {
+  if (opts_.checkpoint_dir.empty()) return;
+  auto last = Clock::now();
+  while (!stopping_) {
+    {
+      std::unique_lock<std::mutex> lk(stop_mu_);
+      stop_cv_.wait_for(lk, std::chrono::milliseconds(500), [&] { return stopping_.load(); });
+    }
+    if (stopping_) return;
+    bool due = opts_.checkpoint_every > 0 &&
+               Clock::now() - last >= std::chrono::duration<double>(opts_.checkpoint_every);
+    bool big = wal_->bytes() > Config::get().ps_wal_max_bytes;
+    if (!due && !big) continue;
+    try {
+      checkpoint();
+      last = Clock::now();
+    } catch (const std::exception& e) {
+      GW_LOG(kError, "parameter server shard ", opts_.shard.shard_id,
+             ": periodic checkpoint failed: ", e.what());
+    }
+  }
+}
+
+}  // namespace ps
+}  // namespace gw

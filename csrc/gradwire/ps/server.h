@@ -1,0 +1,95 @@
+// A parameter-server shard: accepts authenticated worker connections, serves their requests on
+// a thread pool, logs mutations ahead of acknowledging them, checkpoints periodically and on
+// demand, and resumes from checkpoint + log when restarted with the same shard id.
+//
+// Requests of one connection are handled in arrival order (a connection is a strand on the
+// pool), so a worker's push is always handled before its next clock message. A read that the
+// consistency mode holds back (and a non-root registration waiting for worker 0's) is parked,
+// not blocking a thread, and retried after every mutation.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gradwire/ps/connection.h"
+#include "gradwire/ps/shard_state.h"
+#include "gradwire/ps/thread_pool.h"
+#include "gradwire/ps/wal.h"
+#include "gradwire/transport/tcp/socket.h"
+
+namespace gw {
+namespace ps {
+
+struct ServerOptions {
+  ShardConfig shard;
+  std::string host = "0.0.0.0";  // listen address; "0.0.0.0" advertises a routable one
+  int port = 0;
+  std::string checkpoint_dir;   // empty: no checkpoints and no write-ahead log
+  double checkpoint_every = 0;  // seconds; 0: only on demand (and when the log grows large)
+  int threads = 4;
+};
+
+class Server {
+ public:
+  explicit Server(const ServerOptions& opts);  // restores, replays the log, listens
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  std::string address() const { return address_; }
+  // Writes a checkpoint now; returns its log generation. Needs a checkpoint directory.
+  uint64_t checkpoint();
+  void stop();
+
+ private:
+  struct Peer;
+  struct Parked;
+  struct Outgoing;
+
+  void accept_loop();
+  void serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock);
+  void drain(std::shared_ptr<Peer> peer);
+  void handle(const std::shared_ptr<Peer>& peer, Message& m);
+  // The state change of a mutation (push, push_rows, clock), live or replayed.
+  void apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const Message& m);
+  // False when a non-root registration must wait for worker 0's.
+  bool register_key(PsOp op, const RequestHead& h, Reader& meta, const Message& m);
+  // Applies a logged mutation during replay (no parking, no log).
+  void replay(uint32_t op, std::vector<char>& payload);
+  // Runs a read (or waiting registration); false when it must stay parked.
+  bool try_read(const std::shared_ptr<Peer>& peer, Message& m, std::vector<Outgoing>* out);
+  void retry_parked(std::vector<Outgoing>* out);
+  // Sends replies (after the state lock is released); a vanished worker is skipped.
+  static void send_all(std::vector<Outgoing>& out);
+  void checkpoint_loop();
+  uint64_t checkpoint_locked();
+
+  ServerOptions opts_;
+  ShardState state_;
+  std::unique_ptr<Wal> wal_;
+  std::string address_;
+  tcp::Socket listener_;
+  std::unique_ptr<ThreadPool> pool_;
+
+  std::mutex mu_;  // state_, wal_ appends, parked_
+  std::vector<std::unique_ptr<Parked>> parked_;
+
+  std::mutex peers_mu_;
+  std::vector<std::shared_ptr<Peer>> peers_;
+  std::vector<std::thread> peer_threads_;
+
+  std::atomic<bool> stopping_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  std::thread acceptor_, checkpointer_;
+};
+
+}  // namespace ps
+}  // namespace gw

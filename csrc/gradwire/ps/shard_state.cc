@@ -1,0 +1,318 @@
+#include "gradwire/ps/shard_state.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "gradwire/ps/partitioner.h"
+
+namespace gw {
+namespace ps {
+namespace {
+
+uint64_t numel_of(const std::vector<int64_t>& shape) {
+  uint64_t n = 1;
+  for (int64_t d : shape) {
+    GW_CHECK_ARG(d >= 0, "negative dimension in shape ", shape_str(shape));
+    n *= uint64_t(d);
+  }
+  return n;
+}
+
+}  // namespace
+
+ShardState::ShardState(const ShardConfig& cfg) : cfg_(cfg), clocks_(cfg.num_workers) {}
+
+void ShardState::check_worker(const RequestHead& h) const {
+  GW_CHECK_ARG(h.worker < uint32_t(cfg_.num_workers), "worker id ", h.worker,
+               " is out of range: this parameter server was started for ", cfg_.num_workers,
+               " workers");
+}
+
+bool ShardState::already_applied(const RequestHead& h) const {
+  auto it = last_mseq_.find(h.session);
+  return h.mseq != 0 && it != last_mseq_.end() && h.mseq <= it->second;
+}
+
+void ShardState::mark_applied(const RequestHead& h) {
+  if (h.mseq != 0) last_mseq_[h.session] = h.mseq;
+}
+
+bool ShardState::register_dense(const RequestHead& h, Reader& meta, const float* init, size_t n) {
+  std::vector<int64_t> shape = meta.i64s();
+  uint64_t block_elems = meta.u64();
+  uint32_t num_servers = meta.u32();
+  OptSpec opt = OptSpec::decode(meta);
+  opt.validate();
+  const std::string& name = h.key;
+  GW_CHECK_ARG(num_servers == uint32_t(cfg_.num_servers), "register_dense('", name,
+               "'): the worker knows ", num_servers, " parameter servers but this job has ",
+               cfg_.num_servers);
+  GW_CHECK_ARG(block_elems == cfg_.block_elems, "register_dense('", name, "'): worker ", h.worker,
+               " cuts dense tensors into blocks of ", block_elems, " elements but the servers use ",
+               cfg_.block_elems, " (GRADWIRE_PS_BLOCK_ELEMS must agree)");
+  uint64_t numel = numel_of(shape);
+  GW_CHECK_ARG(!sparse_.count(name), "register_dense('", name, "'): '", name,
+               "' is already registered as a sparse table");
+  auto it = dense_.find(name);
+  if (it != dense_.end()) {
+    const DenseKey& k = it->second;
+    GW_CHECK_ARG(k.shape == shape, "register_dense('", name, "'): worker ", h.worker,
+                 " registers shape ", shape_str(shape), " float32 but the tensor is registered ",
+                 "with shape ", shape_str(k.shape), " float32");
+    GW_CHECK_ARG(k.opt == opt, "register_dense('", name, "'): worker ", h.worker, " asks for ",
+                 opt.describe(), " but the tensor is registered with ", k.opt.describe());
+    return true;  // existing (or restored) values win over any init
+  }
+  if (h.worker != 0) return false;  // wait: worker 0's value is the initial one
+  uint64_t shard =
+      DensePartition(name, numel, block_elems, cfg_.num_servers).shard_elems(cfg_.shard_id);
+  GW_CHECK_ARG(n == shard, "register_dense('", name, "'): init carries ", n, " elements for shard ",
+               cfg_.shard_id, ", expected ", shard);
+  DenseKey k;
+  k.shape = shape;
+  k.numel = numel;
+  k.shard_elems = shard;
+  k.opt = opt;
+  k.value.assign(init, init + n);
+  k.state.assign(opt.state_slots() * n, 0.0f);
+  dense_.emplace(name, std::move(k));
+  return true;
+}
+
+bool ShardState::register_sparse(const RequestHead& h, Reader& meta) {
+  int64_t num_rows = meta.i64();
+  uint32_t dim = meta.u32();
+  uint32_t num_servers = meta.u32();
+  InitSpec init = InitSpec::decode(meta);
+  OptSpec opt = OptSpec::decode(meta);
+  init.validate();
+  opt.validate();
+  const std::string& name = h.key;
+  GW_CHECK_ARG(num_rows > 0 && dim > 0, "register_sparse('", name,
+               "'): num_rows and dim must be positive (got ", num_rows, " x ", dim, ")");
+  GW_CHECK_ARG(num_servers == uint32_t(cfg_.num_servers), "register_sparse('", name,
+               "'): the worker knows ", num_servers, " parameter servers but this job has ",
+               cfg_.num_servers);
+  GW_CHECK_ARG(!dense_.count(name), "register_sparse('", name, "'): '", name,
+               "' is already registered as a dense tensor");
+  auto it = sparse_.find(name);
+  if (it != sparse_.end()) {
+    const SparseTable& t = it->second;
+    GW_CHECK_ARG(t.num_rows == num_rows && t.dim == dim, "register_sparse('", name, "'): worker ",
+                 h.worker, " registers ", num_rows, " rows x ", dim,
+                 " float32 but the table is registered with ", t.num_rows, " rows x ", t.dim);
+    GW_CHECK_ARG(t.opt == opt && t.init == init, "register_sparse('", name, "'): worker ", h.worker,
+                 " asks for ", opt.describe(), " and ", init.describe(),
+                 " but the table is registered with ", t.opt.describe(), " and ",
+                 t.init.describe());
+    return true;
+  }
+  if (h.worker != 0) return false;
+  SparseTable t;
+  t.num_rows = num_rows;
+  t.dim = dim;
+  t.init = init;
+  t.opt = opt;
+  sparse_.emplace(name, std::move(t));
+  return true;
+}
+
+DenseKey& ShardState::dense_key(const RequestHead& h, const char* op) {
+  auto it = dense_.find(h.key);
+  if (it == dense_.end()) {
+    GW_THROW(InvalidArgument, op, "('", h.key, "'): unknown dense tensor on parameter server ",
+             "shard ", cfg_.shard_id, (sparse_.count(h.key) ? " (it is a sparse table)" : ""),
+             "; call register_dense first");
+  }
+  return it->second;
+}
+
+SparseTable& ShardState::table(const RequestHead& h, const char* op) {
+  auto it = sparse_.find(h.key);
+  if (it == sparse_.end()) {
+    GW_THROW(InvalidArgument, op, "('", h.key, "'): unknown sparse table on parameter server ",
+             "shard ", cfg_.shard_id, (dense_.count(h.key) ? " (it is a dense tensor)" : ""),
+             "; call register_sparse first");
+  }
+  return it->second;
+}
+
+void ShardState::check_rows(const SparseTable& t, const RequestHead& h, const int64_t* ids,
+                            size_t n, const char* op) const {
+  for (size_t i = 0; i < n; ++i) {
+    GW_CHECK_ARG(ids[i] >= 0 && ids[i] < t.num_rows, op, "('", h.key, "'): row id ", ids[i],
+                 " is out of range [0, ", t.num_rows, ")");
+    GW_CHECK_ARG(server_of_row(ids[i], cfg_.num_servers) == cfg_.shard_id, op, "('", h.key,
+                 "'): row ", ids[i], " does not belong to shard ", cfg_.shard_id,
+                 " (worker and server disagree on the partitioning)");
+  }
+}
+
+Row& ShardState::row(SparseTable& t, int64_t id) {
+  auto it = t.rows.find(id);
+  if (it != t.rows.end()) return it->second;
+  Row r;
+  r.data.assign(size_t(t.dim) * (1 + t.opt.state_slots()), 0.0f);
+  init_row(t.init, id, r.data.data(), t.dim);
+  return t.rows.emplace(id, std::move(r)).first->second;
+}
+
+void ShardState::apply_dense(DenseKey& k, const float* grad) {
+  k.step += 1;
+  apply_update(k.opt, k.value.data(), k.state.data(), grad, k.shard_elems, k.step);
+}
+
+void ShardState::apply_rows(SparseTable& t, const std::map<int64_t, std::vector<float>>& grads) {
+  for (const auto& [id, g] : grads) {
+    Row& r = row(t, id);
+    r.step += 1;
+    apply_update(t.opt, r.data.data(), r.data.data() + t.dim, g.data(), t.dim, r.step);
+  }
+}
+
+void ShardState::drain_pending(DenseKey& k) {
+  uint64_t min = clocks_.min();
+  while (!k.pending.empty()) {
+    auto it = k.pending.begin();
+    if (it->second.pushed < cfg_.num_workers && it->first >= min) return;
+    std::vector<float> sum(k.shard_elems, 0.0f);
+    for (const auto& g : it->second.per_worker) {
+      if (g.empty()) continue;
+      for (size_t i = 0; i < sum.size(); ++i) sum[i] += g[i];
+    }
+    apply_dense(k, sum.data());
+    k.last_applied = std::max<int64_t>(k.last_applied, int64_t(it->first));
+    k.pending.erase(it);
+  }
+}
+
+void ShardState::drain_pending(SparseTable& t) {
+  uint64_t min = clocks_.min();
+  while (!t.pending.empty()) {
+    auto it = t.pending.begin();
+    if (it->second.pushed < cfg_.num_workers && it->first >= min) return;
+    std::map<int64_t, std::vector<float>> sum;
+    for (const auto& rows : it->second.per_worker) {
+      for (const auto& [id, g] : rows) {
+        auto& s = sum[id];
+        if (s.empty()) s.assign(t.dim, 0.0f);
+        for (uint32_t i = 0; i < t.dim; ++i) s[i] += g[i];
+      }
+    }
+    apply_rows(t, sum);
+    t.last_applied = std::max<int64_t>(t.last_applied, int64_t(it->first));
+    t.pending.erase(it);
+  }
+}
+
+void ShardState::push(const RequestHead& h, const float* grad, size_t n) {
+  DenseKey& k = dense_key(h, "push");
+  GW_CHECK_ARG(n == k.shard_elems, "push('", h.key, "'): ", n, " gradient elements for shard ",
+               cfg_.shard_id, ", expected ", k.shard_elems, " (tensor shape ", shape_str(k.shape),
+               ")");
+  if (cfg_.mode != Mode::kBsp) {
+    apply_dense(k, grad);
+    return;
+  }
+  // A late push (its clock already passed by every worker) drains right away, alone.
+  PendingDense& p = k.pending[h.clock];
+  if (p.per_worker.empty()) p.per_worker.resize(size_t(cfg_.num_workers));
+  std::vector<float>& mine = p.per_worker[h.worker];
+  if (mine.empty()) {
+    mine.assign(grad, grad + n);
+    p.pushed += 1;
+  } else {
+    for (size_t i = 0; i < n; ++i) mine[i] += grad[i];
+  }
+  drain_pending(k);
+}
+
+void ShardState::push_rows(const RequestHead& h, const int64_t* ids, const float* grads, size_t n) {
+  SparseTable& t = table(h, "push_rows");
+  check_rows(t, h, ids, n, "push_rows");
+  if (cfg_.mode != Mode::kBsp) {
+    for (size_t i = 0; i < n; ++i) {
+      Row& r = row(t, ids[i]);
+      r.step += 1;
+      apply_update(t.opt, r.data.data(), r.data.data() + t.dim, grads + i * t.dim, t.dim, r.step);
+    }
+    return;
+  }
+  PendingRows& p = t.pending[h.clock];
+  if (p.per_worker.empty()) p.per_worker.resize(size_t(cfg_.num_workers));
+  if (p.pushed_by.empty()) p.pushed_by.assign(size_t(cfg_.num_workers), 0);
+  auto& mine = p.per_worker[h.worker];
+  // A worker that pushes no rows at this clock still counts as having pushed.
+  if (!p.pushed_by[h.worker]) {
+    p.pushed_by[h.worker] = 1;
+    p.pushed += 1;
+  }
+  for (size_t i = 0; i < n; ++i) {
+    auto& g = mine[ids[i]];
+    if (g.empty()) g.assign(t.dim, 0.0f);
+    const float* src = grads + i * t.dim;
+    for (uint32_t j = 0; j < t.dim; ++j) g[j] += src[j];
+  }
+  drain_pending(t);
+}
+
+void ShardState::clock(const RequestHead& h) {
+  clocks_.advance(int(h.worker), h.clock);
+  if (cfg_.mode != Mode::kBsp) return;
+  for (auto& [name, k] : dense_) drain_pending(k);
+  for (auto& [name, t] : sparse_) drain_pending(t);
+}
+
+bool ShardState::read_ready(int64_t last_applied, uint64_t earliest_pending, uint64_t clock,
+                            bool include_own, std::string* why) const {
+  uint64_t min = clocks_.min();
+  bool ready = true;
+  if (cfg_.mode == Mode::kSsp) {
+    ready = ssp_read_ready(clock, min, cfg_.staleness);
+  } else if (cfg_.mode == Mode::kBsp) {
+    int64_t t = include_own ? int64_t(clock) : int64_t(clock) - 1;
+    ready = bsp_read_ready(t, earliest_pending, last_applied, min);
+  }
+  if (!ready && why) {
+    *why = str(mode_name(cfg_.mode), ": waiting for worker ", clocks_.slowest(), " (at clock ", min,
+               "; this worker is at clock ", clock, ")");
+  }
+  return ready;
+}
+
+bool ShardState::pull(const RequestHead& h, bool include_own, std::vector<char>* out,
+                      std::string* why) {
+  DenseKey& k = dense_key(h, include_own ? "push_pull" : "pull");
+  uint64_t earliest = k.pending.empty() ? UINT64_MAX : k.pending.begin()->first;
+  if (!read_ready(k.last_applied, earliest, h.clock, include_own, why)) return false;
+  out->resize(k.shard_elems * sizeof(float));
+  memcpy(out->data(), k.value.data(), out->size());
+  return true;
+}
+
+bool ShardState::pull_rows(const RequestHead& h, const int64_t* ids, size_t n,
+                           std::vector<char>* out, std::string* why) {
+  SparseTable& t = table(h, "pull_rows");
+  check_rows(t, h, ids, n, "pull_rows");
+  uint64_t earliest = t.pending.empty() ? UINT64_MAX : t.pending.begin()->first;
+  if (!read_ready(t.last_applied, earliest, h.clock, false, why)) return false;
+  out->resize(n * t.dim * sizeof(float));
+  float* dst = reinterpret_cast<float*>(out->data());
+  std::vector<float> fresh(t.dim);
+  for (size_t i = 0; i < n; ++i) {
+    // Reads do not create rows (only pushes do, so the WAL replays every creation); an
+    // untouched row reads as its initial value.
+    auto it = t.rows.find(ids[i]);
+    const float* src = fresh.data();
+    if (it != t.rows.end()) {
+      src = it->second.data.data();
+    } else {
+      init_row(t.init, ids[i], fresh.data(), t.dim);
+    }
+    memcpy(dst + i * t.dim, src, t.dim * sizeof(float));
+  }
+  return true;
+}
+
+}  // namespace ps
+}  // namespace gw

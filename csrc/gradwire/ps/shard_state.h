@@ -1,0 +1,125 @@
+// Everything one parameter-server shard holds: dense shards, sparse tables, optimizer state,
+// worker clocks, buffered BSP updates and the dedup table. No IO and no locking: the server
+// serializes mutations, and the same calls replay the write-ahead log after a restart, so
+// every mutation must be a deterministic function of the state and the request.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "gradwire/ps/consistency.h"
+#include "gradwire/ps/initializer.h"
+#include "gradwire/ps/messages.h"
+#include "gradwire/ps/optimizer.h"
+
+namespace gw {
+namespace ps {
+
+struct ShardConfig {
+  int shard_id = 0;
+  int num_servers = 1;
+  int num_workers = 1;
+  Mode mode = Mode::kAsp;
+  uint64_t staleness = 0;
+  uint64_t block_elems = 0;  // dense block size every worker must use
+};
+
+// BSP: the pushes of one clock, per worker (a worker's repeated pushes are summed). A dense
+// shard is never empty (workers skip servers that own no block of a tensor).
+struct PendingDense {
+  std::vector<std::vector<float>> per_worker;
+  int pushed = 0;
+};
+struct PendingRows {
+  std::vector<std::map<int64_t, std::vector<float>>> per_worker;
+  std::vector<uint8_t> pushed_by;
+  int pushed = 0;
+};
+
+struct DenseKey {
+  std::vector<int64_t> shape;
+  uint64_t numel = 0;
+  uint64_t shard_elems = 0;  // elements of this tensor on this shard
+  OptSpec opt;
+  std::vector<float> value;
+  std::vector<float> state;  // opt.state_slots() * shard_elems
+  int64_t step = 0;
+  int64_t last_applied = -1;  // BSP: latest clock whose update was applied
+  std::map<uint64_t, PendingDense> pending;
+};
+
+struct Row {
+  std::vector<float> data;  // dim parameters, then opt.state_slots() * dim state
+  int64_t step = 0;
+};
+
+struct SparseTable {
+  int64_t num_rows = 0;
+  uint32_t dim = 0;
+  InitSpec init;
+  OptSpec opt;
+  std::unordered_map<int64_t, Row> rows;
+  int64_t last_applied = -1;
+  std::map<uint64_t, PendingRows> pending;
+};
+
+class ShardState {
+ public:
+  explicit ShardState(const ShardConfig& cfg);
+
+  const ShardConfig& config() const { return cfg_; }
+  uint64_t min_clock() const { return clocks_.min(); }
+
+  // Rejects requests from a worker id outside [0, num_workers).
+  void check_worker(const RequestHead& h) const;
+  // True when the mutation (session, mseq) was applied already (a resend).
+  bool already_applied(const RequestHead& h) const;
+
+  // Registration. A root (worker 0) registration creates the key from its data; any later one
+  // must match. Returns false when a non-root worker must wait for the root's registration.
+  bool register_dense(const RequestHead& h, Reader& meta, const float* init, size_t n);
+  bool register_sparse(const RequestHead& h, Reader& meta);
+
+  // Mutations; each validates before it changes anything and throws InvalidArgument.
+  void push(const RequestHead& h, const float* grad, size_t n);
+  void push_rows(const RequestHead& h, const int64_t* ids, const float* grads, size_t n);
+  void clock(const RequestHead& h);
+
+  // Reads; false (with the reason) when the consistency mode says to wait.
+  bool pull(const RequestHead& h, bool include_own, std::vector<char>* out, std::string* why);
+  bool pull_rows(const RequestHead& h, const int64_t* ids, size_t n, std::vector<char>* out,
+                 std::string* why);
+
+  // For checkpoints.
+  std::map<std::string, DenseKey>& dense() { return dense_; }
+  std::map<std::string, SparseTable>& sparse() { return sparse_; }
+  WorkerClocks& clocks() { return clocks_; }
+  std::map<uint64_t, uint64_t>& last_mseq() { return last_mseq_; }
+  void mark_applied(const RequestHead& h);
+
+ private:
+  DenseKey& dense_key(const RequestHead& h, const char* op);
+  SparseTable& table(const RequestHead& h, const char* op);
+  void check_rows(const SparseTable& t, const RequestHead& h, const int64_t* ids, size_t n,
+                  const char* op) const;
+  Row& row(SparseTable& t, int64_t id);
+  void apply_dense(DenseKey& k, const float* grad);
+  void apply_rows(SparseTable& t, const std::map<int64_t, std::vector<float>>& grads);
+  // BSP: applies every buffered update that is complete or whose clock every worker passed.
+  void drain_pending(DenseKey& k);
+  void drain_pending(SparseTable& t);
+  bool read_ready(int64_t last_applied, uint64_t earliest_pending, uint64_t clock, bool include_own,
+                  std::string* why) const;
+
+  ShardConfig cfg_;
+  WorkerClocks clocks_;
+  std::map<std::string, DenseKey> dense_;
+  std::map<std::string, SparseTable> sparse_;
+  std::map<uint64_t, uint64_t> last_mseq_;  // session -> last applied mutation
+};
+
+}  // namespace ps
+}  // namespace gw
