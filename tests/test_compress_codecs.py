@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import subprocess
 import sys
 
@@ -164,6 +165,7 @@ def test_spec_names_round_trip():
     for spec in QUANTIZED + SPARSE + ["none", "qsgd:64", "int8:noef", "topk:0.001"]:
         c = Codec.parse(spec)
         assert Codec.parse(c.spec) == c
+        assert pickle.loads(pickle.dumps(c)) == c
     assert Codec("int8").error_feedback and not Codec("int8:noef").error_feedback
     assert not Codec("none").lossy and Codec.parse(None).spec == "none"
     assert Codec("qsgd:4").encoded_bytes(512) == 8 + 256  # 4-bit codes
@@ -251,28 +253,32 @@ def _feedback_gaps(dist, spec, steps, checkpoint_at=None):
     return gaps, saved
 
 
-def _feedback_run(rank, size, spec, steps):
+def _feedback_run(rank, size, specs, steps):
     from world import init
 
     dist = init(rank, size)
-    gaps, saved = _feedback_gaps(dist, spec, steps, checkpoint_at=steps // 2)
-    plain, _ = _feedback_gaps(dist, spec + ":noef", steps)
-    # restore into a fresh state: the residual comes back bit for bit
-    key = f"{spec}/allreduce/1000#0"
-    gradwire.compression.load_state_dict({"residuals": {}})
-    assert gradwire.compression.state_dict()["residuals"] == {}
-    gradwire.compression.load_state_dict(saved)
-    again = gradwire.compression.state_dict()["residuals"]
-    assert torch.equal(again[key], saved["residuals"][key])
+    out = {}
+    for spec in specs:
+        gaps, saved = _feedback_gaps(dist, spec, steps, checkpoint_at=steps // 2)
+        plain, _ = _feedback_gaps(dist, spec + ":noef", steps)
+        # restore into a fresh state: the residual comes back bit for bit
+        key = f"{spec}/allreduce/1000#0"
+        gradwire.compression.load_state_dict({"residuals": {}})
+        assert gradwire.compression.state_dict()["residuals"] == {}
+        gradwire.compression.load_state_dict(saved)
+        again = gradwire.compression.state_dict()["residuals"]
+        assert torch.equal(again[key], saved["residuals"][key])
+        out[spec] = gaps, plain
     dist.destroy_process_group()
-    return gaps, plain
+    return out
 
 
 @pytest.mark.timeout(120)
 def test_error_feedback_tracks_the_sum_of_inputs():
     steps = 40
-    for spec in ["int8", "sign", "topk:0.05", "randomk:0.25"]:
-        ((gaps, plain),) = run_world(_feedback_run, 1, spec, steps, timeout=90)
+    specs = ["int8", "sign", "topk:0.05", "randomk:0.25"]
+    (results,) = run_world(_feedback_run, 1, specs, steps, timeout=90)
+    for spec, (gaps, plain) in results.items():
         # With feedback the gap is the residual: bounded, not growing ...
         late, early = max(gaps[steps // 2 :]), max(gaps[: steps // 2])
         assert late < 2.5 * early + 1e-3, f"{spec}: residual keeps growing: {gaps}"

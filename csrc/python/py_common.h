@@ -17,8 +17,8 @@ void register_store(py::module_& m);
 void register_engine(py::module_& m);
 void register_kernels(py::module_& m);
 void register_protocol(py::module_& m);
-void register_ps(py::module_& m);
 void register_compress(py::module_& m);
+void register_ps(py::module_& m);
 
 // Runs `fn(exception_or_None)` with the GIL on the thread that completes the op (None: no
 // callback).

@@ -117,6 +117,9 @@ class Codec:
         """decode(encode(tensor)) with the tensor's shape (float32)."""
         return self.decode(self.encode(tensor, seed), tensor.numel(), seed).view(tensor.shape)
 
+    def __reduce__(self):
+        return (Codec, (self.spec,))
+
     def __eq__(self, other) -> bool:
         return isinstance(other, Codec) and other.spec == self.spec
 
@@ -220,19 +223,22 @@ def is_avg(reduce_op) -> bool:
     return _op_int(reduce_op) == int(dist.ReduceOp.AVG)
 
 
-def codec_for(pg, op: str, tensor: torch.Tensor, reduce_op=None) -> Tuple[Optional[Codec], str]:
-    """(codec, error-feedback key) for one collective on `pg`, or (None, "") to run it dense."""
+def is_sum_or_avg(reduce_op) -> bool:
     import torch.distributed as dist
 
+    try:
+        code = _op_int(reduce_op)
+    except (TypeError, ValueError):
+        return False
+    return code in (int(dist.ReduceOp.SUM), int(dist.ReduceOp.AVG))
+
+
+def codec_for(pg, op: str, tensor: torch.Tensor, reduce_op=None) -> Tuple[Optional[Codec], str]:
+    """(codec, error-feedback key) for one collective on `pg`, or (None, "") to run it dense."""
     if not tensor.is_floating_point():
         return None, ""
-    if reduce_op is not None:
-        try:
-            code = _op_int(reduce_op)
-        except (TypeError, ValueError):
-            return None, ""
-        if code not in (int(dist.ReduceOp.SUM), int(dist.ReduceOp.AVG)):
-            return None, ""
+    if reduce_op is not None and not is_sum_or_avg(reduce_op):
+        return None, ""
     scope = current()
     if scope is not None:
         if not scope.codec.lossy:

@@ -156,9 +156,14 @@ class CompressionState:
         residuals = {prefix + k: v for k, v in sd.get("residuals", {}).items()}
         _compression.load_state_dict({"residuals": residuals}, self.group, prefix=prefix)
 
-    # DDP pickles nothing of the state, but keep it copyable for users who do.
+    # Like torch's PowerSGDState: pickling drops the process group (the default group is used
+    # after unpickling). Residuals live in the group, not here: checkpoint with state_dict().
     def __getstate__(self):
-        raise TypeError("CompressionState holds live residuals; use state_dict() instead")
+        return {k: v for k, v in self.__dict__.items() if k != "group"}
+
+    def __setstate__(self, d):
+        self.__dict__.update(d)
+        self.group = None
 
 
 def _C_erase(group, key: str) -> None:  # noqa: N802
@@ -176,7 +181,8 @@ def compressed(
 ) -> torch.futures.Future[torch.Tensor]:
     """DDP comm hook: averages the bucket through gradwire with ``state``'s codec.
 
-    Dense (a plain gradwire allreduce) during warm-up and for buckets that fell back.
+    Dense (a plain gradwire allreduce, whatever the group's own codec) during warm-up and for
+    buckets that fell back.
     """
     pg = _pg(state.group)
     buf = bucket.buffer()
@@ -185,7 +191,8 @@ def compressed(
     b.steps += 1
     world = pg.size()
     if b.steps <= state.warmup_steps or b.dense or not state.codec.lossy:
-        fut = dist.all_reduce(buf, group=pg, async_op=True).get_future()
+        with _compression.compression(None):  # dense even on a group with a default codec
+            fut = dist.all_reduce(buf, group=pg, async_op=True).get_future()
         return fut.then(lambda f: f.value()[0].div_(world))
     grad_norm = float(buf.detach().float().norm())
     work = _compressed.allreduce(pg, buf, state.codec, state.key(index), True, None, [buf])
@@ -215,20 +222,28 @@ class CompressedReduceScatter:
     def __call__(self, output_tensor, input_tensor, group, op, async_op: bool = False):
         from gradwire.backend import ProcessGroupGradwire
 
-        if not isinstance(group, ProcessGroupGradwire):
-            # FSDP hands over the group object from the device mesh: unwrap torch's wrapper.
-            backend = group._get_backend(torch.device("cpu"))
-            group = backend
-        if not isinstance(group, ProcessGroupGradwire):
+        pg = group
+        if not isinstance(pg, ProcessGroupGradwire):
+            # FSDP hands over torch's ProcessGroup wrapper: its CPU backend is ours.
+            try:
+                pg = group._get_backend(torch.device("cpu"))
+            except (AttributeError, RuntimeError, ValueError):
+                pg = None
+        if not isinstance(pg, ProcessGroupGradwire):
             raise InvalidArgumentError(
                 f"CompressedReduceScatter needs a gradwire process group, got {type(group)!r}"
             )
         if not self.codec.lossy or not input_tensor.is_floating_point():
-            return dist.reduce_scatter_tensor(
-                output_tensor, input_tensor, op=op, group=group, async_op=async_op
+            with _compression.compression(None):
+                return dist.reduce_scatter_tensor(
+                    output_tensor, input_tensor, op=op, group=group, async_op=async_op
+                )
+        if not _compression.is_sum_or_avg(op):
+            raise InvalidArgumentError(
+                f"CompressedReduceScatter compresses SUM and AVG reductions, got {op!r}"
             )
         work = _compressed.reduce_scatter(
-            group,
+            pg,
             output_tensor,
             input_tensor,
             self.codec,

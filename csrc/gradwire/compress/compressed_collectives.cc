@@ -1,5 +1,6 @@
 #include "gradwire/compress/compressed_collectives.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -57,27 +58,65 @@ void with_feedback(const CompressedCall& c, float* x, size_t n, Lossy lossy) {
 }
 
 // Ring reduce-scatter over `segs` with decode-add-encode per hop; afterwards rank r holds the
-// full sum of segment r (in fp32, not re-encoded).
+// full sum of segment r (in fp32, not re-encoded). Pipelined like the dense ring: each segment
+// moves in chunks of whole codec blocks (about GRADWIRE_RING_CHUNK_BYTES of float32, at most
+// kMaxChunks), and a chunk is re-encoded and forwarded as soon as it has been received and
+// added, while later chunks are still in flight. Chunk c of step s uses tag s * chunks + c.
 void quantized_reduce_scatter(const OpContext& ctx, float* buf, const Segments& segs,
                               const CodecSpec& spec) {
+  constexpr size_t kMaxChunks = 64;
   const int n = ctx.size, r = ctx.rank;
   if (n == 1) return;
-  size_t max_bytes = 0;
-  for (size_t l : segs.len) max_bytes = std::max(max_bytes, encoded_bytes(spec, l));
-  std::vector<uint8_t> sbuf(max_bytes), rbuf(max_bytes);
+  const size_t max_len = segs.max_len();
+  const size_t blocks = (max_len + kCodecBlock - 1) / kCodecBlock;
+  const size_t target_blocks =
+      std::max<size_t>(1, ctx.config->ring_chunk_bytes / (4 * kCodecBlock));
+  const size_t chunks =
+      std::max<size_t>(1, std::min(kMaxChunks, (blocks + target_blocks - 1) / target_blocks));
+  const size_t chunk_elems = std::max<size_t>(1, (blocks + chunks - 1) / chunks) * kCodecBlock;
+  const size_t slot = encoded_bytes(spec, chunk_elems);
+  auto range = [&](int seg, size_t c, size_t* first, size_t* cnt) {
+    size_t len = segs.len[seg];
+    *first = std::min(len, c * chunk_elems);
+    *cnt = std::min(len - *first, chunk_elems);
+  };
+  const size_t msgs = size_t(n - 1) * chunks;
+  std::vector<uint8_t> sbuf(msgs * slot), rbuf(msgs * slot);
+  std::vector<Request> sreq(msgs), rreq(msgs);
   const int right = ctx.mod(r + 1), left = ctx.mod(r - 1);
+  auto tag_of = [&](int step, size_t c) {
+    return tag(kPhaseReduceScatter, int(size_t(step) * chunks + c));
+  };
+  auto send_chunk = [&](int step, size_t c) {
+    int seg = ctx.mod(r - step - 1);
+    size_t first, cnt, i = size_t(step) * chunks + c;
+    range(seg, c, &first, &cnt);
+    size_t off = segs.offset[seg] + first;
+    size_t bytes =
+        encode(spec, buf + off, cnt, sbuf.data() + i * slot, rounding_seed(ctx, step + 1), off);
+    ctx.send(right, tag_of(step, c), sbuf.data() + i * slot, bytes, &sreq[i]);
+  };
   for (int step = 0; step < n - 1; ++step) {
-    int sseg = ctx.mod(r - step - 1), rseg = ctx.mod(r - step - 2);
-    Request sreq, rreq;
-    ctx.recv(left, tag(kPhaseReduceScatter, step), rbuf.data(), encoded_bytes(spec, segs.len[rseg]),
-             &rreq);
-    size_t sb = encode(spec, buf + segs.offset[sseg], segs.len[sseg], sbuf.data(),
-                       rounding_seed(ctx, step + 1), segs.offset[sseg]);
-    ctx.send(right, tag(kPhaseReduceScatter, step), sbuf.data(), sb, &sreq);
-    ctx.wait(&rreq);
-    decode(spec, rbuf.data(), segs.len[rseg], buf + segs.offset[rseg], 0, true);
-    ctx.wait(&sreq);
+    int seg = ctx.mod(r - step - 2);
+    for (size_t c = 0; c < chunks; ++c) {
+      size_t first, cnt, i = size_t(step) * chunks + c;
+      range(seg, c, &first, &cnt);
+      ctx.recv(left, tag_of(step, c), rbuf.data() + i * slot, encoded_bytes(spec, cnt), &rreq[i]);
+    }
   }
+  for (size_t c = 0; c < chunks; ++c) send_chunk(0, c);
+  for (int step = 0; step < n - 1; ++step) {
+    int seg = ctx.mod(r - step - 2);
+    for (size_t c = 0; c < chunks; ++c) {
+      size_t first, cnt, i = size_t(step) * chunks + c;
+      range(seg, c, &first, &cnt);
+      ctx.wait(&rreq[i]);
+      decode(spec, rbuf.data() + i * slot, cnt, buf + segs.offset[seg] + first, 0, true);
+      // The segment received at this step is the one sent at the next.
+      if (step + 1 < n - 1) send_chunk(step + 1, c);
+    }
+  }
+  ctx.wait_all(sreq);
 }
 
 // Ring allgather of encoded segments: rank r encodes segment r once; the bytes are forwarded
@@ -236,22 +275,29 @@ void compressed_allgather(const OpContext& ctx, const float* in, float* out, siz
                           const CompressedCall& c) {
   check_codec(c, "compressed allgather");
   const CodecSpec& spec = c.spec;
-  std::vector<float> x(in, in + count);
-  const uint64_t seed = spec.quantized() ? rounding_seed(ctx, 0) : shared_seed(ctx);
-  std::vector<uint8_t> mine(encoded_bytes(spec, count));
-  with_feedback(c, x.data(), count, [&](float* v) {
-    mine.resize(encode(spec, v, count, mine.data(), seed));
-    decode(spec, mine.data(), count, v, seed, false);
-  });
   if (spec.quantized()) {
-    // The encoded size is fixed: place this rank's block and run the encoded ring allgather.
+    // Fixed encoded size: this rank's block goes through the encoded ring allgather, whose
+    // encoding of the own block (same seed, same element indices) is the one fed back here.
+    const uint64_t seed = rounding_seed(ctx, 0);
     Segments segs = Segments::blocks(count, ctx.size);
-    memcpy(out + size_t(ctx.rank) * count, x.data(), count * 4);
-    (void)mine;
+    float* own = out + size_t(ctx.rank) * count;
+    if (count) memcpy(own, in, count * 4);
+    with_feedback(c, own, count, [&](float* v) {
+      std::vector<uint8_t> tmp(encoded_bytes(spec, count));
+      encode(spec, v, count, tmp.data(), seed, segs.offset[ctx.rank]);
+      decode(spec, tmp.data(), count, v, seed, false);
+    });
     quantized_allgather(ctx, out, segs, spec, seed);
     return;
   }
-  auto all = exchange_payloads(ctx, std::move(mine));
+  const uint64_t seed = shared_seed(ctx);
+  std::vector<float> x(in, in + count);
+  std::vector<uint8_t> payload(encoded_bytes(spec, count));
+  with_feedback(c, x.data(), count, [&](float* v) {
+    payload.resize(encode(spec, v, count, payload.data(), seed));
+    decode(spec, payload.data(), count, v, seed, false);
+  });
+  auto all = exchange_payloads(ctx, std::move(payload));
   for (int p = 0; p < ctx.size; ++p) {
     if (spec.kind != CodecKind::kRandomk) check_sparse_payload(ctx, all[p], count, p);
     GW_CHECK_ARG(spec.kind != CodecKind::kRandomk || all[p].size() == encoded_bytes(spec, count),
