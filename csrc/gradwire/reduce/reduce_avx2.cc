@@ -15,6 +15,8 @@
 #if defined(__x86_64__)
 #pragma GCC push_options
 #pragma GCC target("avx2,f16c,fma")
+// The target pragma enables the instructions but does not define __F16C__: say it ourselves.
+#define GW_REDUCE_F16C 1
 #define GW_KERNEL_NS avx2
 #include "gradwire/reduce/reduce_kernels.inc"
 #pragma GCC pop_options
