@@ -18,12 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Dict, List
 
 import runs
-from report import write_report
+from report import time_to_target, write_report
 from training import add_training_args, training_argv
 
 VCLUSTER = runs.HERE.parent.parent.parent / "shared" / "cluster" / "vcluster"
@@ -42,6 +44,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--out", help="results directory (default bench/results/compression-speed-<date>)"
     )
+    p.add_argument("--rounds", type=int, default=2, help="repetitions of the sweep (medians)")
     p.add_argument("--run-timeout", type=float, default=900.0, help="seconds per run")
     return p.parse_args(argv)
 
@@ -72,6 +75,23 @@ def host_commands(args, variant: str, addrs, port: int):
     return make
 
 
+def summarize(rounds: List[Dict], target: float) -> Dict:
+    """One record per variant over its rounds: the first round's curves (for the plot), the
+    median step time over the steps of every round, and the median time to the target."""
+    done = [r for r in rounds if "evals" in r]
+    if not done:
+        return rounds[0]
+    out = dict(done[0])
+    out["rounds"] = rounds
+    out["median_step_s"] = statistics.median(s for r in done for s in r["step_s"])
+    hits = [e for e in (time_to_target(r, target) for r in done) if e]
+    out["rounds_reaching_target"] = len(hits)
+    if len(hits) == len(done):
+        out["tta_s"] = statistics.median(e["train_s"] for e in hits)
+        out["tta_step"] = statistics.median(e["step"] for e in hits)
+    return out
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if os.geteuid() != 0:
@@ -99,26 +119,34 @@ def main(argv=None) -> int:
             vcluster("shape", str(i), args.rate)
         results["shaping"] = vcluster("status")
         addrs = [vcluster("ip", str(i)) for i in range(args.hosts)]
-        for n, (v, skip) in enumerate(plan):
-            if skip:
-                results["runs"][v.text] = {"skipped": skip}
-                continue
-            print(
-                f"== {v.text} over {args.hosts} hosts at {args.rate}", file=sys.stderr, flush=True
-            )
-            load = os.getloadavg()
-            run = runs.run_world(
-                host_commands(args, v.text, addrs, 29900 + n), args.run_timeout, v.text
-            )
-            run["loadavg_start"] = load
-            results["runs"][v.text] = run
-            if "evals" in run:
+        rounds = [{} for _ in range(args.rounds)]
+        for r, per_round in enumerate(rounds):
+            # alternate the order so slow drifts of the shared machine's load hit all variants
+            for n, (v, skip) in enumerate(plan if r % 2 == 0 else plan[::-1]):
+                if skip:
+                    per_round[v.text] = {"skipped": skip}
+                    continue
                 print(
-                    f"   median step {run['median_step_s'] * 1e3:.0f} ms, final acc "
-                    f"{run['evals'][-1]['test_acc']:.2f}%",
+                    f"== round {r + 1}: {v.text}, {args.hosts} hosts at {args.rate}",
                     file=sys.stderr,
                     flush=True,
                 )
+                load = os.getloadavg()
+                port = 29900 + r * len(plan) + n
+                run = runs.run_world(
+                    host_commands(args, v.text, addrs, port), args.run_timeout, v.text
+                )
+                run["loadavg_start"] = load
+                per_round[v.text] = run
+                if "evals" in run:
+                    print(
+                        f"   median step {run['median_step_s'] * 1e3:.0f} ms, final acc "
+                        f"{run['evals'][-1]['test_acc']:.2f}%",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+        for v, _ in plan:
+            results["runs"][v.text] = summarize([rd[v.text] for rd in rounds], args.target)
     finally:
         subprocess.run([str(VCLUSTER), "down"], capture_output=True, timeout=120)
     results["load_end"] = runs.machine()["loadavg"]
