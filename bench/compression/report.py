@@ -110,7 +110,7 @@ def speed_table(results: Dict) -> str:
     lines = [
         f"| variant | median step (ms) | step speed-up vs {results.get('baseline')} "
         f"| steps to {target:g}% | time to {target:g}% (s) | speed-up to {target:g}% "
-        "| final acc (%) | wire ratio |",
+        "| last acc (%) | wire ratio |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for name, run in results["runs"].items():

@@ -4,10 +4,11 @@ Starts HOSTS network-namespace hosts with ../shared/cluster/vcluster (real TCP b
 addresses), limits every host's egress to RATE with tc tbf, and trains a large MLP on digits
 (enough parameters that the gradient exchange dominates a step at 1 Gbit) once per variant, one
 rank per host. Records the median step time (slowest rank per step), and the training time until
-the test accuracy first reaches --target (evaluation time excluded), side by side in one run.
+the test accuracy first reaches --stop-at (evaluation time excluded; the run stops there), side
+by side in one run, in --rounds repetitions of alternating order.
 Writes results.json, results.md and speed.png to --out.
 
-    python bench/compression/speed.py [--rate 1gbit] [--hosts 4] [--target 95]
+    python bench/compression/speed.py [--rate 1gbit] [--hosts 4] [--stop-at 95] [--rounds 2]
         [--variants gloo/dense,dense,int8,topk:0.01,gloo/powersgd:4] [--out DIR]
 
 Needs root (network namespaces) and no other virtual-host cluster running.
@@ -35,10 +36,9 @@ DEFAULT_VARIANTS = "gloo/dense,dense,int8,topk:0.01,gloo/powersgd:4"
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     add_training_args(p)
-    p.set_defaults(hidden=[4096, 4096], epochs=4, eval_every=11, warmup=5, bucket_mb=25.0)
+    p.set_defaults(hidden=[4096, 4096], epochs=5, eval_every=11, warmup=5, stop_at=95.0)
     p.add_argument("--hosts", type=int, default=4)
     p.add_argument("--rate", default="1gbit", help="egress limit per host (tc tbf)")
-    p.add_argument("--target", type=float, default=95.0, help="test accuracy to reach (%%)")
     p.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"default: {DEFAULT_VARIANTS}")
     p.add_argument("--baseline", default="gloo/dense", help="the variant speed-ups refer to")
     p.add_argument(
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     results, outdir, plan = runs.start_sweep(
         "speed", "bench/compression/speed.py", "compression-speed", title, args, argv
     )
-    results.update(target_acc=args.target, baseline=args.baseline)
+    results.update(target_acc=args.stop_at, baseline=args.baseline)
     try:
         vcluster("up", str(args.hosts))
         for i in range(args.hosts):
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
                         flush=True,
                     )
         for v, _ in plan:
-            results["runs"][v.text] = summarize([rd[v.text] for rd in rounds], args.target)
+            results["runs"][v.text] = summarize([rd[v.text] for rd in rounds], args.stop_at)
     finally:
         subprocess.run([str(VCLUSTER), "down"], capture_output=True, timeout=120)
     results["load_end"] = runs.machine()["loadavg"]

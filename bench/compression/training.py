@@ -162,7 +162,7 @@ def train(args, variant: Variant, rank: int, world: int) -> dict:
     register_variant(ddp, variant)
     opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=args.momentum)
     steps_per_epoch = len(xtr) // args.global_batch
-    total = args.steps or steps_per_epoch * args.epochs
+    total = planned = args.steps or steps_per_epoch * args.epochs
     # cosine decay to zero over the run: the final accuracy settles instead of jittering
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     eval_every = args.eval_every or steps_per_epoch
@@ -191,14 +191,20 @@ def train(args, variant: Variant, rank: int, world: int) -> dict:
             losses.append(loss.item())
             step_s.append(dt)
             if step % eval_every == 0 or step == total:
+                # rank 0 evaluates; the broadcast of its verdict keeps evaluation time out of
+                # every rank's step times and lets all ranks stop together at --stop-at
+                stop = torch.zeros(1)
                 if rank == 0:
                     evals.append(
                         {"step": step, "epoch": step / steps_per_epoch, "train_s": train_s}
                         | evaluate(model, xte, yte)
                     )
+                    stop[0] = float(0 < args.stop_at <= evals[-1]["test_acc"])
                     if args.verbose:
                         print(f"[{variant.text}] {evals[-1]}", file=sys.stderr, flush=True)
-                dist.barrier()  # evaluation time stays out of every rank's step times
+                dist.broadcast(stop, 0)
+                if stop.item():
+                    total = step
         epoch += 1
     return {
         "variant": variant.text,
@@ -208,7 +214,8 @@ def train(args, variant: Variant, rank: int, world: int) -> dict:
         "rank": rank,
         "world_size": world,
         "params": sum(p.numel() for p in model.parameters()),
-        "steps": total,
+        "steps": step,
+        "stopped_at_target": step < planned,
         "steps_per_epoch": steps_per_epoch,
         "loss": losses,
         "step_s": step_s,
@@ -238,6 +245,7 @@ def add_training_args(p) -> None:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: epochs)")
     p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: epoch)")
+    p.add_argument("--stop-at", type=float, default=0.0, help="stop at this test accuracy (%%)")
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--warmup", type=int, default=10, help="dense steps before compressing")
@@ -255,6 +263,7 @@ def training_argv(args) -> List[str]:
         f"--epochs={args.epochs}",
         f"--steps={args.steps}",
         f"--eval-every={args.eval_every}",
+        f"--stop-at={args.stop_at}",
         f"--lr={args.lr}",
         f"--momentum={args.momentum}",
         f"--warmup={args.warmup}",
