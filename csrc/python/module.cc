@@ -9,4 +9,5 @@ PYBIND11_MODULE(_C, m) {
   gw::register_engine(m);
   gw::register_kernels(m);
   gw::register_protocol(m);
+  gw::register_compress(m);
 }

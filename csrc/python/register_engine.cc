@@ -15,6 +15,8 @@ namespace {
 
 void* ptr(uintptr_t p) { return reinterpret_cast<void*>(p); }
 
+}  // namespace
+
 // Runs `fn(exception_or_None)` with the GIL on the thread that completes the op. The Python
 // function object is released under the GIL too, unless the interpreter is already going away.
 Work::Callback wrap_callback(py::object fn) {
@@ -35,15 +37,6 @@ Work::Callback wrap_callback(py::object fn) {
     }
   };
 }
-
-template <typename F>
-std::shared_ptr<Work> submit(py::object cb, F&& f) {
-  Work::Callback c = wrap_callback(std::move(cb));
-  py::gil_scoped_release nogil;
-  return f(std::move(c));
-}
-
-}  // namespace
 
 void register_engine(py::module_& m) {
   py::class_<Work, std::shared_ptr<Work>>(m, "Work")
@@ -84,35 +77,35 @@ void register_engine(py::module_& m) {
       .def("executing_here", &C::executing_here)
       .def("allreduce",
            [](C& c, uintptr_t buf, size_t n, int dt, int op, py::object cb, bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.allreduce(ptr(buf), n, dtype_from_int(dt), reduce_op_from_int(op), k,
                                   inline_ok);
              });
            })
       .def("broadcast",
            [](C& c, uintptr_t buf, size_t n, int dt, int root, py::object cb, bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.broadcast(ptr(buf), n, dtype_from_int(dt), root, k, inline_ok);
              });
            })
       .def("reduce",
            [](C& c, uintptr_t buf, size_t n, int dt, int op, int root, py::object cb,
               bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.reduce(ptr(buf), n, dtype_from_int(dt), reduce_op_from_int(op), root, k,
                                inline_ok);
              });
            })
       .def("allgather",
            [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, py::object cb, bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.allgather(ptr(in), ptr(out), n, dtype_from_int(dt), k, inline_ok);
              });
            })
       .def("reduce_scatter",
            [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int op, py::object cb,
               bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.reduce_scatter(ptr(in), ptr(out), n, dtype_from_int(dt),
                                        reduce_op_from_int(op), k, inline_ok);
              });
@@ -120,39 +113,39 @@ void register_engine(py::module_& m) {
       .def("alltoall",
            [](C& c, uintptr_t in, uintptr_t out, std::vector<size_t> sc, std::vector<size_t> rc,
               int dt, py::object cb, bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.alltoall(ptr(in), ptr(out), sc, rc, dtype_from_int(dt), k, inline_ok);
              });
            })
       .def("gather",
            [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int root, py::object cb,
               bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.gather(ptr(in), ptr(out), n, dtype_from_int(dt), root, k, inline_ok);
              });
            })
       .def("scatter",
            [](C& c, uintptr_t in, uintptr_t out, size_t n, int dt, int root, py::object cb,
               bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.scatter(ptr(in), ptr(out), n, dtype_from_int(dt), root, k, inline_ok);
              });
            })
       .def("barrier",
            [](C& c, py::object cb, bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) { return c.barrier(k); });
+             return submit_op(cb, [&](Work::Callback k) { return c.barrier(k); });
            })
       .def("send",
            [](C& c, uintptr_t buf, size_t n, int dt, int peer, uint32_t tag, py::object cb,
               bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.send(ptr(buf), n, dtype_from_int(dt), peer, tag, k, inline_ok);
              });
            })
       .def("recv",
            [](C& c, uintptr_t buf, size_t n, int dt, int peer, uint32_t tag, py::object cb,
               bool inline_ok) {
-             return submit(cb, [&](Work::Callback k) {
+             return submit_op(cb, [&](Work::Callback k) {
                return c.recv(ptr(buf), n, dtype_from_int(dt), peer, tag, k, inline_ok);
              });
            })
@@ -165,6 +158,9 @@ void register_engine(py::module_& m) {
         d["ops_failed"] = s.ops_failed;
         d["bytes_sent"] = s.bytes_sent;
         d["bytes_received"] = s.bytes_received;
+        d["compressed_ops"] = s.compressed_ops;
+        d["compressed_raw_bytes"] = s.compressed_raw_bytes;
+        d["compressed_wire_bytes"] = s.compressed_wire_bytes;
         return d;
       });
 }

@@ -38,7 +38,10 @@ else:
     from gradwire.backend import ProcessGroupGradwire, register
 
     register()
-    __all__ += ["ProcessGroupGradwire"]
+    from gradwire import compression, hooks
+    from gradwire.compression import Options
+
+    __all__ += ["ProcessGroupGradwire", "Options", "compression", "hooks"]
 
 
 def stats(group=None) -> dict:

@@ -17,8 +17,9 @@ from typing import Callable, List, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from gradwire import _C
+from gradwire import _C, _compressed
 from gradwire import _futures as futures
+from gradwire import compression as _compression
 from gradwire._tensors import check_same, dtype_code, reduce_code, stage
 from gradwire.errors import InvalidArgumentError
 from gradwire.work import GradwireWork
@@ -78,9 +79,11 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         timeout: timedelta = timedelta(minutes=30),
         group_name: str = "default",
         listen_host: str = "",
+        options: Optional[_compression.Options] = None,
     ):
         super().__init__(rank, size)
         self._group_label = group_name
+        self._options = options
         self._comm = _C.Communicator(
             store,
             rank,
@@ -183,6 +186,9 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             return self._allreduce_flat(tensors, op, opts)
         t = tensors[0]
         dt, rc = dtype_code(t, self.rank, "allreduce tensor"), reduce_code(op, self.rank)
+        codec, key = _compression.codec_for(self, "allreduce", t, op)
+        if codec is not None:
+            return _compressed.allreduce(self, t, codec, key, _compression.is_avg(op), opts, [t])
         s = stage(t, writable=True)
         return self._submit(
             lambda done, il: self._comm.allreduce(s.ptr, s.count, dt, rc, done, il),
@@ -204,6 +210,11 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         dt = dtype_code(tensors[0], self.rank, "allreduce tensor")
         rc = reduce_code(op, self.rank)
         flat = _flat_cpu(tensors)
+        codec, key = _compression.codec_for(self, "allreduce", flat, op)
+        if codec is not None:
+            avg = _compression.is_avg(op)
+            finish = [lambda: _scatter_flat(flat, tensors)]
+            return _compressed.allreduce(self, flat, codec, key, avg, opts, list(tensors), finish)
         return self._submit(
             lambda done, il: self._comm.allreduce(flat.data_ptr(), flat.numel(), dt, rc, done, il),
             list(tensors),
@@ -322,6 +333,12 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             for r in range(self.size()):
                 _scatter_flat(flat_out[r * n : (r + 1) * n], [outs[r] for outs in output_lists])
 
+        codec, key = _compression.codec_for(self, "allgather", flat_in)
+        if codec is not None:
+            return _compressed.allgather(
+                self, flat_out, flat_in, codec, key, opts, result, [finish]
+            )
+
         return self._submit(
             lambda done, il: self._comm.allgather(
                 flat_in.data_ptr(), flat_out.data_ptr(), n, dt, done, il
@@ -338,6 +355,9 @@ class ProcessGroupGradwire(dist.ProcessGroup):
                 f"{input.dtype} elements, got {output.numel()} {output.dtype}"
             )
         dt = dtype_code(input, self.rank, "allgather input")
+        codec, key = _compression.codec_for(self, "allgather", input)
+        if codec is not None:
+            return _compressed.allgather(self, output, input, codec, key, opts, [output])
         s_in, s_out = stage(input, writable=False), stage(output, writable=True)
         return self._submit(
             lambda done, il: self._comm.allgather(s_in.ptr, s_out.ptr, s_in.count, dt, done, il),
@@ -382,6 +402,10 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             dtype_code(input, self.rank, "reduce_scatter input"),
             reduce_code(op, self.rank),
         )
+        codec, key = _compression.codec_for(self, "reduce_scatter", input, op)
+        if codec is not None:
+            avg = _compression.is_avg(op)
+            return _compressed.reduce_scatter(self, output, input, codec, key, avg, opts, [output])
         s_in, s_out = stage(input, writable=False), stage(output, writable=True)
         return self._submit(
             lambda done, il: self._comm.reduce_scatter(
@@ -423,6 +447,11 @@ class ProcessGroupGradwire(dist.ProcessGroup):
             else blocks[0].reshape(-1).contiguous()
         )
         flat_out = torch.empty(n, dtype=outputs[0].dtype)
+        codec, key = _compression.codec_for(self, "reduce_scatter", flat_in, op)
+        if codec is not None:
+            return _compressed.reduce_scatter(
+                self, flat_out, flat_in, codec, key, _compression.is_avg(op), opts, list(outputs)
+            )
         return self._submit(
             lambda done, il: self._comm.reduce_scatter(
                 flat_in.data_ptr(), flat_out.data_ptr(), n, dt, rc, done, il
@@ -536,13 +565,19 @@ class ProcessGroupGradwire(dist.ProcessGroup):
 
 
 def _create_backend(dist_opts, pg_opts=None):
+    """torch calls this with the ``pg_options`` of init_process_group / new_group."""
     timeout = dist_opts.timeout if dist_opts.timeout is not None else timedelta(minutes=30)
+    if pg_opts is not None and not isinstance(pg_opts, _compression.Options):
+        raise InvalidArgumentError(
+            f"pg_options for the gradwire backend must be gradwire.Options, got {type(pg_opts)!r}"
+        )
     return ProcessGroupGradwire(
         dist_opts.store,
         dist_opts.group_rank,
         dist_opts.group_size,
         timeout,
         str(dist_opts.group_id),
+        options=pg_opts,
     )
 
 

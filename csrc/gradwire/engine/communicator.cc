@@ -124,6 +124,9 @@ CommStats Communicator::stats() const {
   s.ops_failed = ops_failed_.load();
   s.bytes_sent = bytes_sent_.load();
   s.bytes_received = bytes_received_.load();
+  s.compressed_ops = compressed_ops_.load();
+  s.compressed_raw_bytes = compressed_raw_.load();
+  s.compressed_wire_bytes = compressed_wire_.load();
   return s;
 }
 
@@ -217,6 +220,65 @@ std::shared_ptr<Work> Communicator::allreduce(void* buf, size_t count, DType dty
       fingerprint(OpKind::kAllreduce, dtype, count, -1, op),
       [=](const OpContext& ctx) { gw::allreduce(ctx, buf, count, dtype, op); }, std::move(cb),
       inline_ok);
+}
+
+std::shared_ptr<Work> Communicator::submit_compressed(OpKind kind, size_t count,
+                                                      const CodecSpec& spec, const std::string& key,
+                                                      bool average, uint64_t raw,
+                                                      CompressedBody body, Work::Callback cb,
+                                                      bool inline_ok) {
+  GW_CHECK_ARG(spec.lossy(), "rank ", rank_, " of group '", opts_.name,
+               "': a compressed collective needs a codec other than 'none'");
+  OpFingerprint fp =
+      fingerprint(kind, DType::kFloat32, count, -1, average ? ReduceOp::kAvg : ReduceOp::kSum);
+  fp.root = kCompressedRootBase - int32_t(spec.kind);
+  CompressedCall call{spec, &residuals_, key, average};
+  return submit(
+      fp,
+      [this, call, raw, body = std::move(body)](const OpContext& ctx) {
+        uint64_t before = ctx.transport->bytes_sent();
+        body(ctx, call);
+        compressed_wire_.fetch_add(ctx.transport->bytes_sent() - before);
+        compressed_raw_.fetch_add(raw);
+        compressed_ops_.fetch_add(1);
+      },
+      std::move(cb), inline_ok);
+}
+
+std::shared_ptr<Work> Communicator::compressed_allreduce(float* buf, size_t count,
+                                                         const CodecSpec& spec,
+                                                         const std::string& key, bool average,
+                                                         Work::Callback cb, bool inline_ok) {
+  return submit_compressed(
+      OpKind::kAllreduce, count, spec, key, average, dense_allreduce_bytes(count, size_),
+      [=](const OpContext& ctx, const CompressedCall& c) {
+        gw::compressed_allreduce(ctx, buf, count, c);
+      },
+      std::move(cb), inline_ok);
+}
+
+std::shared_ptr<Work> Communicator::compressed_reduce_scatter(const float* in, float* out,
+                                                              size_t count, const CodecSpec& spec,
+                                                              const std::string& key, bool average,
+                                                              Work::Callback cb, bool inline_ok) {
+  return submit_compressed(
+      OpKind::kReduceScatter, count, spec, key, average, dense_reduce_scatter_bytes(count, size_),
+      [=](const OpContext& ctx, const CompressedCall& c) {
+        gw::compressed_reduce_scatter(ctx, in, out, count, c);
+      },
+      std::move(cb), inline_ok);
+}
+
+std::shared_ptr<Work> Communicator::compressed_allgather(const float* in, float* out, size_t count,
+                                                         const CodecSpec& spec,
+                                                         const std::string& key, Work::Callback cb,
+                                                         bool inline_ok) {
+  return submit_compressed(
+      OpKind::kAllgather, count, spec, key, false, dense_allgather_bytes(count, size_),
+      [=](const OpContext& ctx, const CompressedCall& c) {
+        gw::compressed_allgather(ctx, in, out, count, c);
+      },
+      std::move(cb), inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::broadcast(void* buf, size_t count, DType dtype, int root,

@@ -27,6 +27,8 @@
 
 #include "gradwire/collectives/context.h"
 #include "gradwire/common/store.h"
+#include "gradwire/compress/compressed_collectives.h"
+#include "gradwire/compress/error_feedback.h"
 #include "gradwire/engine/work.h"
 #include "gradwire/transport/transport.h"
 
@@ -44,6 +46,10 @@ struct CommStats {
   uint64_t ops_failed = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
+  // Compressed collectives: ops, the bytes a dense ring would have sent, the bytes sent.
+  uint64_t compressed_ops = 0;
+  uint64_t compressed_raw_bytes = 0;
+  uint64_t compressed_wire_bytes = 0;
 };
 
 class Communicator {
@@ -65,6 +71,21 @@ class Communicator {
 
   std::shared_ptr<Work> allreduce(void* buf, size_t count, DType dtype, ReduceOp op,
                                   Work::Callback cb, bool inline_ok = false);
+  // Compressed collectives on float32 buffers (compress/compressed_collectives.h). Error
+  // feedback uses this communicator's residuals under `key` unless the codec turns it off.
+  // average: the result is divided by the group size (ReduceOp AVG).
+  std::shared_ptr<Work> compressed_allreduce(float* buf, size_t count, const CodecSpec& spec,
+                                             const std::string& key, bool average,
+                                             Work::Callback cb, bool inline_ok = false);
+  std::shared_ptr<Work> compressed_reduce_scatter(const float* in, float* out, size_t count,
+                                                  const CodecSpec& spec, const std::string& key,
+                                                  bool average, Work::Callback cb,
+                                                  bool inline_ok = false);
+  std::shared_ptr<Work> compressed_allgather(const float* in, float* out, size_t count,
+                                             const CodecSpec& spec, const std::string& key,
+                                             Work::Callback cb, bool inline_ok = false);
+  ResidualStore& residuals() { return residuals_; }
+
   std::shared_ptr<Work> broadcast(void* buf, size_t count, DType dtype, int root, Work::Callback cb,
                                   bool inline_ok = false);
   std::shared_ptr<Work> reduce(void* buf, size_t count, DType dtype, ReduceOp op, int root,
@@ -110,6 +131,10 @@ class Communicator {
   void run();
   void check_rank(int r, const char* what) const;
   void check_reduce(DType dtype, ReduceOp op) const;
+  using CompressedBody = std::function<void(const OpContext&, const CompressedCall&)>;
+  std::shared_ptr<Work> submit_compressed(OpKind kind, size_t count, const CodecSpec& spec,
+                                          const std::string& key, bool average, uint64_t raw,
+                                          CompressedBody body, Work::Callback cb, bool inline_ok);
 
   const int rank_;
   const int size_;
@@ -136,6 +161,8 @@ class Communicator {
 
   std::atomic<uint64_t> ops_completed_{0}, ops_failed_{0};
   std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0};
+  std::atomic<uint64_t> compressed_ops_{0}, compressed_raw_{0}, compressed_wire_{0};
+  ResidualStore residuals_;
 };
 
 // FNV-1a of the group name: the communicator id carried in every frame and handshake.

@@ -38,6 +38,7 @@ std::string OpFingerprint::describe() const {
     s += str(", ", reduce_op_name(static_cast<ReduceOp>(redop)));
   }
   if (root >= 0) s += str(", root=", root);
+  if (root <= kCompressedRootBase) s += str(", codec #", kCompressedRootBase - root);
   return s + ")";
 }
 

@@ -40,6 +40,10 @@ enum class OpKind : uint8_t {
 };
 const char* op_kind_name(OpKind k);
 
+// Compressed collectives keep their dense op kind and carry the codec in `root`:
+// root = kCompressedRootBase - codec kind, so ranks that disagree on the codec fail the op.
+constexpr int32_t kCompressedRootBase = -2;
+
 // What an op is, as seen by every rank that takes part. Ranks must agree on all fields.
 struct OpFingerprint {
   OpKind kind = OpKind::kNone;

@@ -1,0 +1,45 @@
+// Error-feedback memory: one residual per key (a tensor, a DDP bucket), kept across steps.
+//
+// Protocol (applied once, at the sender's input, before anything goes on the wire):
+//   x'       = x + residual[key]           (compensate)
+//   sent     = what this rank contributes after the codec's lossy step on x'
+//   residual = x' - sent                    (non-finite entries are reset to 0)
+// so the sum over steps of what a rank contributed tracks the sum of its inputs, off by at most
+// the current residual. Re-quantization of partial sums inside a ring is not compensated
+// (docs/compression.md).
+//
+// A residual whose length no longer matches its key's tensor starts over from zero. Residuals are
+// touched by the executing thread during an op; the accessors lock, so a state_dict taken
+// between steps sees a consistent copy.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace gw {
+
+class ResidualStore {
+ public:
+  // x[i] += residual[i]; creates a zero residual of length n when missing or mis-sized.
+  void compensate(const std::string& key, float* x, size_t n);
+  // residual = compensated - sent (both of length n).
+  void update(const std::string& key, const float* compensated, const float* sent, size_t n);
+
+  std::vector<std::string> keys() const;
+  bool has(const std::string& key) const;
+  std::vector<float> get(const std::string& key) const;
+  void set(const std::string& key, std::vector<float> residual);
+  void erase(const std::string& key);
+  void clear();
+  // Squared L2 norm of one residual (0 for an unknown key).
+  double squared_norm(const std::string& key) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::vector<float>> residuals_;
+};
+
+}  // namespace gw

@@ -1,0 +1,134 @@
+// Binds the codecs (CodecSpec, encode/decode for tests and tools), the compressed collectives of
+// a Communicator, and its error-feedback residuals. Buffers arrive as raw addresses of float32
+// memory that the Python layer keeps alive until the Work completes.
+#include <pybind11/stl.h>
+
+#include <cstring>
+
+#include "gradwire/common/error.h"
+#include "gradwire/compress/codec.h"
+#include "gradwire/engine/communicator.h"
+#include "py_common.h"
+
+namespace gw {
+namespace {
+
+float* fptr(uintptr_t p) { return reinterpret_cast<float*>(p); }
+
+const char* kind_name(CodecKind k) {
+  switch (k) {
+    case CodecKind::kNone:
+      return "none";
+    case CodecKind::kFp16:
+      return "fp16";
+    case CodecKind::kBf16:
+      return "bf16";
+    case CodecKind::kInt8:
+      return "int8";
+    case CodecKind::kInt4:
+      return "int4";
+    case CodecKind::kSign:
+      return "sign";
+    case CodecKind::kQsgd:
+      return "qsgd";
+    case CodecKind::kTopk:
+      return "topk";
+    case CodecKind::kRandomk:
+      return "randomk";
+    case CodecKind::kThreshold:
+      return "threshold";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+void register_compress(py::module_& m) {
+  py::class_<CodecSpec>(m, "CodecSpec")
+      .def_static("parse", &CodecSpec::parse, py::arg("spec"))
+      .def_property_readonly("name", &CodecSpec::name)
+      .def_property_readonly("kind", [](const CodecSpec& c) { return kind_name(c.kind); })
+      .def_property_readonly("lossy", &CodecSpec::lossy)
+      .def_property_readonly("quantized", &CodecSpec::quantized)
+      .def_property_readonly("variable_size", &CodecSpec::variable_size)
+      .def_readonly("stochastic", &CodecSpec::stochastic)
+      .def_readonly("sampled", &CodecSpec::sampled)
+      .def_readonly("levels", &CodecSpec::levels)
+      .def_readonly("ratio", &CodecSpec::ratio)
+      .def_readonly("threshold", &CodecSpec::threshold)
+      .def_readwrite("error_feedback", &CodecSpec::error_feedback)
+      .def("encoded_bytes", [](const CodecSpec& c, size_t n) { return encoded_bytes(c, n); })
+      .def("keep_count", [](const CodecSpec& c, size_t n) { return codec_keep_count(c, n); })
+      .def(
+          "encode",
+          [](const CodecSpec& c, uintptr_t x, size_t n, uint64_t seed, uint64_t base) {
+            std::string out(encoded_bytes(c, n), '\0');
+            size_t used;
+            {
+              py::gil_scoped_release nogil;
+              used = encode(c, fptr(x), n, out.data(), seed, base);
+            }
+            out.resize(used);
+            return py::bytes(out);
+          },
+          py::arg("ptr"), py::arg("count"), py::arg("seed") = 0, py::arg("index_base") = 0)
+      .def(
+          "decode",
+          [](const CodecSpec& c, py::bytes data, size_t n, uintptr_t out, uint64_t seed,
+             bool accumulate) {
+            std::string d = data;
+            if (!c.variable_size() && c.kind != CodecKind::kTopk) {
+              GW_CHECK_ARG(d.size() == encoded_bytes(c, n), "codec ", c.name(), ": ", d.size(),
+                           " encoded bytes do not hold ", n, " elements (expected ",
+                           encoded_bytes(c, n), ")");
+            }
+            py::gil_scoped_release nogil;
+            decode(c, d.data(), n, fptr(out), seed, accumulate);
+          },
+          py::arg("data"), py::arg("count"), py::arg("out"), py::arg("seed") = 0,
+          py::arg("accumulate") = false)
+      .def("__repr__", [](const CodecSpec& c) { return "CodecSpec('" + c.name() + "')"; });
+
+  // The compressed collectives and residuals of a Communicator, as functions taking it.
+  using C = Communicator;
+  m.def("compressed_allreduce",
+        [](C& c, uintptr_t buf, size_t n, const CodecSpec& spec, const std::string& key,
+           bool average, py::object cb, bool inline_ok) {
+          return submit_op(cb, [&](Work::Callback k) {
+            return c.compressed_allreduce(fptr(buf), n, spec, key, average, k, inline_ok);
+          });
+        });
+  m.def("compressed_reduce_scatter", [](C& c, uintptr_t in, uintptr_t out, size_t n,
+                                        const CodecSpec& spec, const std::string& key, bool average,
+                                        py::object cb, bool inline_ok) {
+    return submit_op(cb, [&](Work::Callback k) {
+      return c.compressed_reduce_scatter(fptr(in), fptr(out), n, spec, key, average, k, inline_ok);
+    });
+  });
+  m.def("compressed_allgather",
+        [](C& c, uintptr_t in, uintptr_t out, size_t n, const CodecSpec& spec,
+           const std::string& key, py::object cb, bool inline_ok) {
+          return submit_op(cb, [&](Work::Callback k) {
+            return c.compressed_allgather(fptr(in), fptr(out), n, spec, key, k, inline_ok);
+          });
+        });
+  m.def("residual_keys", [](C& c) { return c.residuals().keys(); });
+  m.def("residual_get", [](C& c, const std::string& key) {
+    std::vector<float> r = c.residuals().get(key);
+    return py::bytes(reinterpret_cast<const char*>(r.data()), r.size() * 4);
+  });
+  m.def("residual_set", [](C& c, const std::string& key, py::bytes data) {
+    std::string d = data;
+    GW_CHECK_ARG(d.size() % 4 == 0, "residual '", key, "' must hold float32 values, got ", d.size(),
+                 " bytes");
+    std::vector<float> r(d.size() / 4);
+    if (!r.empty()) memcpy(r.data(), d.data(), d.size());
+    c.residuals().set(key, std::move(r));
+  });
+  m.def("residual_erase", [](C& c, const std::string& key) { c.residuals().erase(key); });
+  m.def("residual_clear", [](C& c) { c.residuals().clear(); });
+  m.def("residual_squared_norm",
+        [](C& c, const std::string& key) { return c.residuals().squared_norm(key); });
+}
+
+}  // namespace gw
