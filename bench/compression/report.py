@@ -18,6 +18,11 @@ def _fmt(v: Optional[float], spec: str = ".2f") -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _label(name: str, run: Dict) -> str:
+    fell = run.get("fallback_buckets")
+    return f"{name} (buckets {fell} fell back to dense)" if fell else name
+
+
 def final_acc(run: Dict) -> Optional[float]:
     return run["evals"][-1]["test_acc"] if run.get("evals") else None
 
@@ -48,7 +53,7 @@ def convergence_table(results: Dict) -> str:
             best = max(e["test_acc"] for e in run["evals"])
             tail = run["loss"][-max(1, run["steps_per_epoch"]) :]
             lines.append(
-                f"| {world} | {name} | {_fmt(acc)} | {_fmt(delta, '+.2f')} | {_fmt(best)} "
+                f"| {world} | {_label(name, run)} | {_fmt(acc)} | {_fmt(delta, '+.2f')} | {_fmt(best)} "
                 f"| {_fmt(sum(tail) / len(tail), '.4f')} | {_fmt(run['median_step_s'] * 1e3, '.1f')} "
                 f"| {_fmt(wire_ratio(run), '.1f')} |"
             )
@@ -123,7 +128,7 @@ def speed_table(results: Dict) -> str:
         tta_up = base_tta / tta if tta and base_tta else None
         reached = f"{run.get('rounds_reaching_target', 0)}/{len(run.get('rounds', [run]))}"
         lines.append(
-            f"| {name} | {_fmt(run['median_step_s'] * 1e3, '.0f')} | {_fmt(step_up, '.2f')}x "
+            f"| {_label(name, run)} | {_fmt(run['median_step_s'] * 1e3, '.0f')} | {_fmt(step_up, '.2f')}x "
             f"| {_fmt(run.get('tta_step'), 'g') if tta else 'not reached (' + reached + ')'} "
             f"| {_fmt(tta, '.1f')} | {_fmt(tta_up, '.2f')}x | {_fmt(final_acc(run))} "
             f"| {_fmt(wire_ratio(run), '.1f')} |"

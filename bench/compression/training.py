@@ -159,7 +159,7 @@ def train(args, variant: Variant, rank: int, world: int) -> dict:
         raise ValueError(f"--global-batch {args.global_batch} is not divisible by {world} ranks")
     model = make_model(args.hidden, args.seed)
     ddp = torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=args.bucket_mb)
-    register_variant(ddp, variant)
+    hook_state = register_variant(ddp, variant)
     opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=args.momentum)
     steps_per_epoch = len(xtr) // args.global_batch
     total = planned = args.steps or steps_per_epoch * args.epochs
@@ -223,6 +223,8 @@ def train(args, variant: Variant, rank: int, world: int) -> dict:
         "train_s": train_s,
         "evals": evals,
         "wire": wire_stats(variant),
+        # buckets the engine's residual policy switched back to dense allreduce
+        "fallback_buckets": getattr(hook_state, "dense_buckets", list)(),
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg(),
         "torch_threads": torch.get_num_threads(),

@@ -18,7 +18,6 @@ is dropped, and a warning is logged on logger "gradwire.compression". The defaul
 about 1 / ratio steps of gradient); threshold sparsification uses 100.
 """
 
-
 import logging
 import math
 from collections import deque
