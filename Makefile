@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-SOURCES := $(shell find csrc python -name '*.cc' -o -name '*.h' -o -name '*.cu' -o -name '*.py') CMakeLists.txt pyproject.toml
+SOURCES := $(shell find csrc python -name '*.cc' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.py') CMakeLists.txt pyproject.toml
 TORCH_SPEC ?= torch==2.13.0
 
 .PHONY: setup demo test lint format cuda-check bench clean

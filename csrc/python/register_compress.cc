@@ -1,9 +1,14 @@
 // Binds the codecs (CodecSpec, encode/decode for tests and tools), the compressed collectives of
 // a Communicator, and its error-feedback residuals. Buffers arrive as raw addresses of float32
 // memory that the Python layer keeps alive until the Work completes.
+#include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
+#include <functional>
+#include <vector>
 
 #include "gradwire/common/error.h"
 #include "gradwire/compress/codec.h"
@@ -39,6 +44,42 @@ const char* kind_name(CodecKind k) {
       return "threshold";
   }
   return "unknown";
+}
+
+double seconds_of(const std::function<void()>& f) {
+  auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Times memcpy, encode and decode of `count` floats, interleaved rep by rep so that machine load
+// hits all three alike; returns the seconds of every repetition.
+py::dict codec_throughput(const CodecSpec& spec, size_t count, int reps) {
+  GW_CHECK_ARG(reps >= 1, "reps must be >= 1, got ", reps);
+  std::vector<float> x(count), copy(count), back(count);
+  for (size_t i = 0; i < count; ++i) x[i] = float((i * 2654435761u) % 2001) / 1000.0f - 1.0f;
+  std::vector<uint8_t> enc(encoded_bytes(spec, count));
+  std::vector<double> t_copy, t_enc, t_dec;
+  size_t used = 0;
+  {
+    py::gil_scoped_release nogil;
+    for (int r = -1; r < reps; ++r) {  // r = -1 warms up
+      double c = seconds_of([&] { memcpy(copy.data(), x.data(), count * 4); });
+      double e =
+          seconds_of([&] { used = encode(spec, x.data(), count, enc.data(), uint64_t(r), 0); });
+      double d = seconds_of([&] { decode(spec, enc.data(), count, back.data(), 0, false); });
+      if (r < 0) continue;
+      t_copy.push_back(c);
+      t_enc.push_back(e);
+      t_dec.push_back(d);
+    }
+  }
+  py::dict out;
+  out["memcpy"] = t_copy;
+  out["encode"] = t_enc;
+  out["decode"] = t_dec;
+  out["encoded_bytes"] = used;
+  return out;
 }
 
 }  // namespace
@@ -88,6 +129,9 @@ void register_compress(py::module_& m) {
           py::arg("data"), py::arg("count"), py::arg("out"), py::arg("seed") = 0,
           py::arg("accumulate") = false)
       .def("__repr__", [](const CodecSpec& c) { return "CodecSpec('" + c.name() + "')"; });
+
+  m.def("codec_throughput", &codec_throughput, py::arg("spec"), py::arg("count"),
+        py::arg("reps") = 20, "Seconds per repetition of memcpy, encode and decode (benchmarks).");
 
   // The compressed collectives and residuals of a Communicator, as functions taking it.
   using C = Communicator;

@@ -125,8 +125,11 @@ class CompressionState:
 
     # ---- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Codec, per-bucket progress and the error-feedback residuals (float32 tensors)."""
-        residuals = _compression.state_dict(self.group, prefix=self.key_prefix + "/")["residuals"]
+        """Codec, per-bucket progress and the error-feedback residuals (float32 tensors, keyed
+        "bucket<index>", so they load into a state with another key_prefix too)."""
+        prefix = self.key_prefix + "/"
+        saved = _compression.state_dict(self.group, prefix=prefix)["residuals"]
+        residuals = {k[len(prefix) :]: v for k, v in saved.items()}  # "bucket<i>"
         return {
             "codec": self.codec.spec,
             "warmup_steps": self.warmup_steps,
@@ -149,9 +152,9 @@ class CompressionState:
             b = self.bucket(int(i))
             b.steps, b.dense = int(bd["steps"]), bool(bd["dense"])
             b.ratios.extend(bd.get("ratios", []))
-        _compression.load_state_dict(
-            {"residuals": sd.get("residuals", {})}, self.group, prefix=self.key_prefix + "/"
-        )
+        prefix = self.key_prefix + "/"
+        residuals = {prefix + k: v for k, v in sd.get("residuals", {}).items()}
+        _compression.load_state_dict({"residuals": residuals}, self.group, prefix=prefix)
 
     # DDP pickles nothing of the state, but keep it copyable for users who do.
     def __getstate__(self):

@@ -14,6 +14,7 @@
 #pragma GCC push_options
 #pragma GCC target("avx2,f16c,fma")
 #define GW_KERNEL_NS avx2
+#define GW_CODEC_F16C 1
 #include "gradwire/compress/quantize_kernels.inc"
 #pragma GCC pop_options
 #else

@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=600.0,
         help="seconds a world may run, and each collective may take (default 600)",
     )
+    a(
+        "--codec",
+        default=None,
+        help="gradwire compression spec (int8, topk:0.01, ...; see docs/compression.md): "
+        "reports wire bytes, ratio and effective busbw; turns the result check off",
+    )
     a("--json", default=None, metavar="FILE", help="write every row as JSON")
     a("--plot", default=None, metavar="FILE.png", help="plot latency and bus bandwidth")
     a("--label", default="", help="name for this run's rows in JSON and plots")
@@ -114,6 +120,7 @@ def build_options(args: argparse.Namespace) -> Options:
         label=args.label,
         progress=not args.no_progress,
         tables=not args.quiet,
+        codec=args.codec,
     ).validate()
     cls = backend_class(opts.backend)
     for coll in opts.collectives:

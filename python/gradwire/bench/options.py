@@ -32,6 +32,7 @@ class Options:
     label: str = ""
     progress: bool = True
     tables: bool = True
+    codec: Optional[str] = None  # gradwire compression spec (None: dense)
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> Options:
@@ -50,7 +51,31 @@ class Options:
         for p in self.placements:
             if p not in PLACEMENTS + (PRIMARY,):
                 raise BenchUsageError(f"unknown placement '{p}' (out, in, primary)")
+        if self.codec is not None:
+            self._validate_codec()
         return self
+
+    def _validate_codec(self) -> None:
+        from gradwire.compression import COMPRESSIBLE_OPS, Codec
+        from gradwire.errors import InvalidArgumentError
+
+        try:
+            self.codec = Codec.parse(self.codec).spec
+        except InvalidArgumentError as e:
+            raise BenchUsageError(f"--codec: {e}") from None
+        if self.backend != "gradwire":
+            raise BenchUsageError("--codec needs --backend gradwire")
+        for c in self.collectives:
+            if c.name not in COMPRESSIBLE_OPS:
+                raise BenchUsageError(
+                    f"--codec compresses {', '.join(COMPRESSIBLE_OPS)}; not {c.name}"
+                )
+        for d in self.dtypes:
+            if not d.is_float:
+                raise BenchUsageError(f"--codec compresses floating-point data, not {d.name}")
+        if self.redop not in ("sum", "avg"):
+            raise BenchUsageError("--codec compresses sum and avg reductions only")
+        self.check = False  # results are approximate by design
 
     def check_world(self, world: int) -> None:
         if not 0 <= self.root < world:

@@ -71,6 +71,22 @@ def nccl_footer(rows: Iterable[Row], primary: str) -> str:
     return "\n".join(lines)
 
 
+def compression_table(rows: List[Row], primary: str) -> str:
+    """Wire bytes and compression ratio per size; busbw counts the uncompressed bytes."""
+    main = [r for r in rows if r.placement == primary] or rows
+    codec = main[0].codec if main else "?"
+    lines = [
+        f"# codec {codec}: wire bytes are per rank and call; effective busbw = uncompressed "
+        "bytes / time",
+        f"# {'size (B)':>12} {'wire (B)':>14} {'ratio':>8} {'eff. busbw (GB/s)':>18}",
+    ]
+    for r in main:
+        wire = f"{r.wire_bytes:14.0f}" if r.wire_bytes is not None else f"{'-':>14}"
+        ratio = f"{r.ratio:8.2f}" if r.ratio is not None else f"{'-':>8}"
+        lines.append(f"  {r.nbytes:>12} {wire} {ratio} {r.busbw:18.3f}")
+    return "\n".join(lines)
+
+
 def osu_table(rows: List[Row], primary: str) -> str:
     """Latency per size (one placement: `primary` when it ran, else the other)."""
     by_size: Dict[int, Row] = {}

@@ -57,6 +57,9 @@ class Row:
     algbw: float
     busbw: float
     label: str = ""  # the run's label (compare: the peer's name)
+    codec: Optional[str] = None  # compression spec of the row (None: dense)
+    wire_bytes: Optional[float] = None  # bytes one rank sent per call (mean over ranks)
+    ratio: Optional[float] = None  # bytes a dense ring would send / wire_bytes
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> Row:

@@ -59,8 +59,10 @@ def measure_size(
     warm += [_timed(backend, run) for _ in range(_more_warm_ups(opts, float(shared[:, 1].max())))]
     typical = float(backend.allgather_f64(np.array([np.median(warm) if warm else 0.0])).max())
 
+    before = backend.compression_bytes()
     times = np.array([_timed(backend, run) for _ in range(_iterations(opts, typical))])
     slowest = backend.allgather_f64(times).max(axis=0)
+    wire, ratio = _compression(backend, before, len(times))
 
     timing = Timing.of(slowest)
     alg, bus = bandwidths(layout.nbytes, timing.median, coll.busbw_factor(world))
@@ -80,7 +82,21 @@ def measure_size(
         algbw=alg,
         busbw=bus,
         label=opts.label or backend.name,
+        codec=backend.codec,
+        wire_bytes=wire,
+        ratio=ratio,
     )
+
+
+def _compression(backend: Backend, before, calls: int):
+    """(wire bytes per call and rank, dense/wire ratio) over the timed calls, or (None, None)."""
+    if backend.codec is None or before is None or calls == 0:
+        return None, None
+    raw, wire = (a - b for a, b in zip(backend.compression_bytes(), before))
+    per_rank = backend.allgather_f64(np.array([raw, wire], dtype=np.float64)).sum(axis=0)
+    total_raw, total_wire = float(per_rank[0]), float(per_rank[1])
+    mean_wire = total_wire / backend.size / calls
+    return mean_wire, (total_raw / total_wire if total_wire else 1.0)
 
 
 def _buffers(backend: Backend, coll: Collective, dtype: DType, layout: Layout, place: str):

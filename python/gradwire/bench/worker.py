@@ -23,6 +23,7 @@ def run_worker(
     machine = describe()  # before measuring: it records the load average at the start
     backend = open_backend(opts.backend, rank, size, opts.timeout)
     try:
+        backend.set_codec(opts.codec)
         opts.check_world(backend.size)
         lead = backend.rank == 0
         on_table = _table_printer(opts, backend) if lead and opts.tables else None
@@ -54,6 +55,8 @@ def _table_printer(opts: Options, backend: Backend):
         for nbytes in dict.fromkeys(r.nbytes for r in rows):
             out.append(report.nccl_line({r.placement: r for r in rows if r.nbytes == nbytes}))
         out += [report.nccl_footer(rows, coll.primary), "#", report.osu_table(rows, coll.primary)]
+        if opts.codec is not None:
+            out += ["#", report.compression_table(rows, coll.primary)]
         print("\n".join(out) + "\n", flush=True)
 
     return on_table

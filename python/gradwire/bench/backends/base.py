@@ -54,6 +54,17 @@ class Backend(ABC):
     def supports(self, coll: Collective, placement: str) -> bool:
         return placement in self.placements.get(coll.name, (OUT_OF_PLACE, IN_PLACE))
 
+    codec: str | None = None
+
+    def set_codec(self, spec: str | None) -> None:
+        """Compress this backend's collectives with a gradwire codec (gradwire only)."""
+        if spec is not None:
+            raise BenchUsageError(f"backend {self.name} cannot compress")
+
+    def compression_bytes(self):
+        """(raw, wire) bytes of this rank's compressed ops so far, or None."""
+        return None
+
     @abstractmethod
     def alloc(self, n: int, dtype: DType):
         """A zeroed buffer of n elements (at least one, so empty calls still have an address)."""

@@ -109,6 +109,29 @@ class TorchBackend(Backend):
 class GradwireTorch(TorchBackend):
     name = "gradwire"
 
+    def set_codec(self, spec):
+        self.codec = spec
+
+    def compression_bytes(self):
+        import gradwire
+
+        s = gradwire.compression.stats()
+        return s["raw_bytes"], s["wire_bytes"]
+
+    def bind(self, coll: Collective, send, recv, call: Call) -> Callable[[], None]:
+        run = super().bind(coll, send, recv, call)
+        if self.codec is None:
+            return run
+        import gradwire
+
+        codec = gradwire.compression.Codec.parse(self.codec)
+
+        def compressed():
+            with gradwire.compression(codec, key="bench"):
+                run()
+
+        return compressed
+
 
 class GlooTorch(TorchBackend):
     name = "gloo"
