@@ -16,6 +16,8 @@ $(VENV)/.deps-installed: Makefile
 	# torch first (the CPU wheel); the build needs it importable for the torch adapter.
 	$(PIP) install -q "$(TORCH_SPEC)" numpy
 	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib
+	# the compression experiments train on scikit-learn's bundled digits data set (no download)
+	$(PIP) install -q scikit-learn
 	# the launcher (python-hostlist, pyyaml) and its manifest tests (kubernetes-validate)
 	$(PIP) install -q python-hostlist pyyaml kubernetes-validate
 	# mpi4py builds against an installed MPI (Debian: openmpi-bin libopenmpi-dev); without one,
