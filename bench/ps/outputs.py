@@ -63,3 +63,20 @@ def save(
         f.write(md)
     plot(result, os.path.join(directory, f"{stem}.png"))
     return md
+
+
+def add_out_args(p, name: str) -> None:
+    """--out and --replot, shared by the experiment scripts."""
+    p.add_argument("--out", default=None, help="directory (default bench/results/ps-<date>)")
+    p.add_argument(
+        "--replot",
+        action="store_true",
+        help=f"only rewrite the table and plot from the {name}.json in --out",
+    )
+
+
+def replot(requested: Optional[str], name: str, markdown: Callable, plot: Callable) -> None:
+    """Rewrites <name>.md and <name>.png from the <name>.json in the results directory."""
+    directory = out_dir(requested)
+    with open(os.path.join(directory, f"{name}.json")) as f:
+        print(save(directory, name, json.load(f), markdown, plot))

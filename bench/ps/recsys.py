@@ -25,7 +25,6 @@ recsys.{json,md,png} under --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -288,17 +287,10 @@ def main(argv=None) -> int:
     p.add_argument("--lr-dense", type=float, default=h.lr_dense)
     p.add_argument("--eval-every", type=int, default=h.eval_every)
     p.add_argument("--timeout", type=float, default=1200)
-    p.add_argument("--out", default=None, help="directory (default bench/results/ps-<date>)")
-    p.add_argument(
-        "--replot",
-        action="store_true",
-        help="only rewrite the table and plot from the recsys.json in --out",
-    )
+    outputs.add_out_args(p, "recsys")
     args = p.parse_args(argv)
     if args.replot:
-        out_dir = outputs.out_dir(args.out)
-        with open(os.path.join(out_dir, "recsys.json")) as f:
-            print(outputs.save(out_dir, "recsys", json.load(f), markdown, plot))
+        outputs.replot(args.out, "recsys", markdown, plot)
         return 0
     names = [s for s in args.systems.split(",") if s]
     for s in names:

@@ -19,7 +19,6 @@ before and after each round. Writes throughput.{json,md,png} under --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -237,17 +236,10 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--timeout", type=float, default=900)
-    p.add_argument("--out", default=None, help="directory (default bench/results/ps-<date>)")
-    p.add_argument(
-        "--replot",
-        action="store_true",
-        help="only rewrite the table and plot from the throughput.json in --out",
-    )
+    outputs.add_out_args(p, "throughput")
     args = p.parse_args(argv)
     if args.replot:
-        out_dir = outputs.out_dir(args.out)
-        with open(os.path.join(out_dir, "throughput.json")) as f:
-            print(outputs.save(out_dir, "throughput", json.load(f), markdown, plot))
+        outputs.replot(args.out, "throughput", markdown, plot)
         return 0
     names = [s for s in args.systems.split(",") if s]
     for s in names:
