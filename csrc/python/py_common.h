@@ -24,12 +24,26 @@ void register_ps(py::module_& m);
 // callback).
 Work::Callback wrap_callback(py::object fn);
 
-// Submits an op built by f(callback) with the GIL released.
+// Submits an op built by f(callback) with the GIL released and returns its Work. A call with
+// no callback whose caller waits right away (`wait`: the inline_ok hint) waits here too and
+// returns None, raising the op's error: one Python call per synchronous op instead of three
+// (submit, Work object, wait).
 template <typename F>
-std::shared_ptr<Work> submit_op(py::object cb, F&& f) {
+py::object submit_op(py::object cb, bool wait, F&& f) {
+  bool no_callback = cb.is_none();
   Work::Callback c = wrap_callback(std::move(cb));
-  py::gil_scoped_release nogil;
-  return f(std::move(c));
+  bool waited = false;
+  std::shared_ptr<Work> work;
+  {
+    py::gil_scoped_release nogil;
+    work = f(std::move(c));
+    if (wait && no_callback) {
+      work->wait();
+      waited = true;
+    }
+  }
+  if (waited) return py::none();
+  return py::cast(std::move(work));
 }
 
 // The Python exception object for a C++ error (GIL held).

@@ -138,21 +138,21 @@ void register_compress(py::module_& m) {
   m.def("compressed_allreduce",
         [](C& c, uintptr_t buf, size_t n, const CodecSpec& spec, const std::string& key,
            bool average, py::object cb, bool inline_ok) {
-          return submit_op(cb, [&](Work::Callback k) {
+          return submit_op(cb, inline_ok, [&](Work::Callback k) {
             return c.compressed_allreduce(fptr(buf), n, spec, key, average, k, inline_ok);
           });
         });
   m.def("compressed_reduce_scatter", [](C& c, uintptr_t in, uintptr_t out, size_t n,
                                         const CodecSpec& spec, const std::string& key, bool average,
                                         py::object cb, bool inline_ok) {
-    return submit_op(cb, [&](Work::Callback k) {
+    return submit_op(cb, inline_ok, [&](Work::Callback k) {
       return c.compressed_reduce_scatter(fptr(in), fptr(out), n, spec, key, average, k, inline_ok);
     });
   });
   m.def("compressed_allgather",
         [](C& c, uintptr_t in, uintptr_t out, size_t n, const CodecSpec& spec,
            const std::string& key, py::object cb, bool inline_ok) {
-          return submit_op(cb, [&](Work::Callback k) {
+          return submit_op(cb, inline_ok, [&](Work::Callback k) {
             return c.compressed_allgather(fptr(in), fptr(out), n, spec, key, k, inline_ok);
           });
         });

@@ -14,9 +14,9 @@ std::unique_ptr<Store> make_py_store(py::object store);
 
 namespace {
 
-// Address of an int or of a contiguous buffer; needs the GIL, so callers take it before submit().
-// Reading the address here costs ~0.1 us; numpy's `a.ctypes.data` costs ~2.5 us (it imports ctypes
-// and builds an object on every call).
+// Address of an int or of a contiguous buffer; needs the GIL, so callers take it before
+// submit_op(). Reading the address here costs ~0.1 us; numpy's `a.ctypes.data` costs ~2.5 us (it
+// imports ctypes and builds an object on every call).
 void* ptr(py::handle buf) {
   if (PyLong_Check(buf.ptr())) return reinterpret_cast<void*>(buf.cast<uintptr_t>());
   Py_buffer view;
@@ -49,31 +49,6 @@ Work::Callback wrap_callback(py::object fn) {
     }
   };
 }
-
-namespace {
-
-// Submits with the GIL released. A call with no callback whose caller waits right away
-// (`wait` = the inline_ok hint) waits here too and returns None, raising the op's error: one
-// Python call per synchronous op instead of three (submit, Work object, wait).
-template <typename F>
-py::object submit(py::object cb, bool wait, F&& f) {
-  bool no_callback = cb.is_none();
-  Work::Callback c = wrap_callback(std::move(cb));
-  bool waited = false;
-  std::shared_ptr<Work> work;
-  {
-    py::gil_scoped_release nogil;
-    work = f(std::move(c));
-    if (wait && no_callback) {
-      work->wait();
-      waited = true;
-    }
-  }
-  if (waited) return py::none();
-  return py::cast(std::move(work));
-}
-
-}  // namespace
 
 void register_engine(py::module_& m) {
   py::class_<Work, std::shared_ptr<Work>>(m, "Work")
@@ -115,7 +90,7 @@ void register_engine(py::module_& m) {
       .def("allreduce",
            [](C& c, py::handle buf, size_t n, int dt, int op, py::object cb, bool inline_ok) {
              void* buf_addr = ptr(buf);
-             return submit(cb, inline_ok, [&](Work::Callback k) {
+             return submit_op(cb, inline_ok, [&](Work::Callback k) {
                return c.allreduce(buf_addr, n, dtype_from_int(dt), reduce_op_from_int(op), k,
                                   inline_ok);
              });
@@ -123,7 +98,7 @@ void register_engine(py::module_& m) {
       .def("broadcast",
            [](C& c, py::handle buf, size_t n, int dt, int root, py::object cb, bool inline_ok) {
              void* buf_addr = ptr(buf);
-             return submit(cb, inline_ok, [&](Work::Callback k) {
+             return submit_op(cb, inline_ok, [&](Work::Callback k) {
                return c.broadcast(buf_addr, n, dtype_from_int(dt), root, k, inline_ok);
              });
            })
@@ -131,7 +106,7 @@ void register_engine(py::module_& m) {
            [](C& c, py::handle buf, size_t n, int dt, int op, int root, py::object cb,
               bool inline_ok) {
              void* buf_addr = ptr(buf);
-             return submit(cb, inline_ok, [&](Work::Callback k) {
+             return submit_op(cb, inline_ok, [&](Work::Callback k) {
                return c.reduce(buf_addr, n, dtype_from_int(dt), reduce_op_from_int(op), root, k,
                                inline_ok);
              });
@@ -141,7 +116,7 @@ void register_engine(py::module_& m) {
           [](C& c, py::handle in, py::handle out, size_t n, int dt, py::object cb, bool inline_ok) {
             void* in_addr = ptr(in);
             void* out_addr = ptr(out);
-            return submit(cb, inline_ok, [&](Work::Callback k) {
+            return submit_op(cb, inline_ok, [&](Work::Callback k) {
               return c.allgather(in_addr, out_addr, n, dtype_from_int(dt), k, inline_ok);
             });
           })
@@ -150,7 +125,7 @@ void register_engine(py::module_& m) {
               bool inline_ok) {
              void* in_addr = ptr(in);
              void* out_addr = ptr(out);
-             return submit(cb, inline_ok, [&](Work::Callback k) {
+             return submit_op(cb, inline_ok, [&](Work::Callback k) {
                return c.reduce_scatter(in_addr, out_addr, n, dtype_from_int(dt),
                                        reduce_op_from_int(op), k, inline_ok);
              });
@@ -160,7 +135,7 @@ void register_engine(py::module_& m) {
               int dt, py::object cb, bool inline_ok) {
              void* in_addr = ptr(in);
              void* out_addr = ptr(out);
-             return submit(cb, inline_ok, [&](Work::Callback k) {
+             return submit_op(cb, inline_ok, [&](Work::Callback k) {
                return c.alltoall(in_addr, out_addr, sc, rc, dtype_from_int(dt), k, inline_ok);
              });
            })
@@ -169,7 +144,7 @@ void register_engine(py::module_& m) {
               bool inline_ok) {
              void* in_addr = ptr(in);
              void* out_addr = ptr(out);
-             return submit(cb, inline_ok, [&](Work::Callback k) {
+             return submit_op(cb, inline_ok, [&](Work::Callback k) {
                return c.gather(in_addr, out_addr, n, dtype_from_int(dt), root, k, inline_ok);
              });
            })
@@ -178,19 +153,19 @@ void register_engine(py::module_& m) {
               bool inline_ok) {
              void* in_addr = ptr(in);
              void* out_addr = ptr(out);
-             return submit(cb, inline_ok, [&](Work::Callback k) {
+             return submit_op(cb, inline_ok, [&](Work::Callback k) {
                return c.scatter(in_addr, out_addr, n, dtype_from_int(dt), root, k, inline_ok);
              });
            })
       .def("barrier",
            [](C& c, py::object cb, bool inline_ok) {
-             return submit(cb, inline_ok, [&](Work::Callback k) { return c.barrier(k); });
+             return submit_op(cb, inline_ok, [&](Work::Callback k) { return c.barrier(k); });
            })
       .def("send",
            [](C& c, py::handle buf, size_t n, int dt, int peer, uint32_t tag, py::object cb,
               bool inline_ok) {
              void* buf_addr = ptr(buf);
-             return submit(cb, inline_ok, [&](Work::Callback k) {
+             return submit_op(cb, inline_ok, [&](Work::Callback k) {
                return c.send(buf_addr, n, dtype_from_int(dt), peer, tag, k, inline_ok);
              });
            })
@@ -198,7 +173,7 @@ void register_engine(py::module_& m) {
            [](C& c, py::handle buf, size_t n, int dt, int peer, uint32_t tag, py::object cb,
               bool inline_ok) {
              void* buf_addr = ptr(buf);
-             return submit(cb, inline_ok, [&](Work::Callback k) {
+             return submit_op(cb, inline_ok, [&](Work::Callback k) {
                return c.recv(buf_addr, n, dtype_from_int(dt), peer, tag, k, inline_ok);
              });
            })
