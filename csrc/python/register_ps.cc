@@ -133,6 +133,7 @@ void register_ps(py::module_& m) {
       .def_property_readonly("current_clock", &Client::current_clock)
       .def_property_readonly("max_observed_staleness", &Client::max_observed_staleness)
       .def_property_readonly("num_servers", &Client::num_servers)
+      .def_property_readonly("single_copy_bytes", &Client::single_copy_bytes)
       .def_property_readonly("worker_id", &Client::worker_id);
 
   ps.def("default_block_elems", [] { return Config::get().ps_block_elems; });

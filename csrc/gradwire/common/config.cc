@@ -85,6 +85,8 @@ Config Config::from_env() {
   c.ps_wal_max_bytes = env_bytes("GRADWIRE_PS_WAL_MAX_BYTES", c.ps_wal_max_bytes);
   c.ps_timeout_seconds = env_seconds("GRADWIRE_PS_TIMEOUT", c.ps_timeout_seconds);
   GW_CHECK_ARG(c.ps_timeout_seconds > 0, "GRADWIRE_PS_TIMEOUT must be positive");
+  c.ps_single_copy_min_bytes =
+      env_bytes("GRADWIRE_PS_SINGLE_COPY_MIN_BYTES", c.ps_single_copy_min_bytes, true);
   if (const char* v = env("GRADWIRE_SIMD")) {
     c.simd = v;
     GW_CHECK_ARG(c.simd == "auto" || c.simd == "generic", "GRADWIRE_SIMD='", v,

@@ -25,6 +25,9 @@ struct Config {
   std::string ps_wal_sync = "write";     // GRADWIRE_PS_WAL_SYNC: write|fdatasync
   size_t ps_wal_max_bytes = 1ull << 30;  // GRADWIRE_PS_WAL_MAX_BYTES: checkpoint beyond this
   double ps_timeout_seconds = 300;       // GRADWIRE_PS_TIMEOUT: client deadline per request
+  // GRADWIRE_PS_SINGLE_COPY_MIN_BYTES: same-host payloads from this size go by single copy
+  // (0: off)
+  size_t ps_single_copy_min_bytes = 256 << 10;
 
   // Parsed from the environment on first use; invalid values raise InvalidArgument naming
   // the variable.

@@ -172,6 +172,12 @@ std::shared_ptr<PsFuture> Client::dense_op(PsOp op, const std::string& name, con
   return f;
 }
 
+uint64_t Client::single_copy_bytes() const {
+  uint64_t n = 0;
+  for (const auto& l : links_) n += l->single_copy_bytes();
+  return n;
+}
+
 std::shared_ptr<PsFuture> Client::push(const std::string& name, const float* grad, uint64_t numel) {
   return dense_op(PsOp::kPush, name, grad, nullptr, numel);
 }

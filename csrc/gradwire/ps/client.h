@@ -61,6 +61,8 @@ class Client {
   // Largest (own clock - slowest worker's clock) a read was served at; bounded by s under SSP.
   uint64_t max_observed_staleness() const { return max_staleness_.load(); }
   int num_servers() const { return int(links_.size()); }
+  // Payload bytes moved by same-host single copy, both directions (ps/single_copy.h).
+  uint64_t single_copy_bytes() const;
   int worker_id() const { return opts_.worker_id; }
 
  private:

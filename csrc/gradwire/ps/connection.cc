@@ -11,24 +11,39 @@
 namespace gw {
 namespace ps {
 
+namespace {
+
+timeval to_timeval(double seconds) {
+  timeval tv{};
+  tv.tv_sec = time_t(seconds);
+  tv.tv_usec = suseconds_t((seconds - double(tv.tv_sec)) * 1e6);
+  return tv;
+}
+
+}  // namespace
+
 Connection::Connection(tcp::Socket s, int my_rank, int peer_rank, std::string peer_name,
                        double send_timeout_seconds)
     : sock_(std::move(s)), my_rank_(my_rank), peer_rank_(peer_rank), peer_name_(peer_name) {
   sock_.set_nonblocking(false);
-  timeval tv{};
-  tv.tv_sec = time_t(send_timeout_seconds);
-  tv.tv_usec = suseconds_t((send_timeout_seconds - double(tv.tv_sec)) * 1e6);
+  timeval tv = to_timeval(send_timeout_seconds);
   setsockopt(sock_.fd(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+void Connection::set_receive_timeout(double seconds) {
+  timeval tv = to_timeval(seconds > 0 ? seconds : 0);
+  if (seconds > 0 && tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;
+  setsockopt(sock_.fd(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
 void Connection::send(FrameType type, uint64_t seq, uint32_t tag, const std::string& meta,
-                      const std::vector<iovec>& data) {
+                      const std::vector<iovec>& data, uint32_t flags) {
   size_t data_bytes = 0;
   for (const iovec& v : data) data_bytes += v.iov_len;
   uint64_t length = kPayloadPrefix + meta.size() + data_bytes;
   FrameHeader h =
       make_header(type, kPsCommId, my_rank_, MsgKey{seq, tag}, OpFingerprint{}, 0, length, length);
-  std::string prefix = payload_prefix(meta.size());
+  std::string prefix = payload_prefix(meta.size(), flags);
   std::vector<iovec> iov;
   iov.reserve(3 + data.size());
   iov.push_back({&h, sizeof(h)});

@@ -3,13 +3,15 @@
 // Every request and reply is one frame (FrameType kPsRequest / kPsReply, comm id kPsCommId)
 // whose payload is
 //
-//   u32 meta_bytes | u32 zero | meta (meta_bytes, a multiple of 8) | data
+//   u32 meta_bytes | u32 flags | meta (meta_bytes, a multiple of 8) | data
 //
 // meta is a small record encoded with Writer/Reader (little-endian scalars, length-prefixed
 // strings and vectors); data is raw float32 / int64 arrays, 8-byte aligned inside the payload,
 // so a receiver can use them in place and a sender can gather them from the caller's tensors.
 // A request's header carries seq = request id (unique per client session) and tag = PsOp; the
-// reply echoes seq and puts a PsStatus in tag; an error reply's meta is the message.
+// reply echoes seq and puts a PsStatus in tag; an error reply's meta is the message. With
+// kPayloadByRef in flags, data is a reference to the bytes in the sender's memory, which a
+// same-host receiver reads with one kernel copy (ps/single_copy.h).
 #pragma once
 
 #include <cstdint>
@@ -34,8 +36,12 @@ enum class PsOp : uint32_t {
   kPullRows = 7,
   kClock = 8,
   kCheckpoint = 9,
+  // Connection control, handled by the connection's reader and never queued or logged:
+  kAttach = 10,   // first request on a connection: negotiates single copy (ps/single_copy.h)
+  kRelease = 11,  // no reply: the worker has read the reply lent under id = seq
 };
 const char* op_name(PsOp op);
+// The queued request ops (kRegisterDense .. kCheckpoint); connection control is not one.
 bool is_known_op(uint32_t op);
 
 // Requests that change server state: they are deduplicated by (session, seq), written to the
@@ -173,9 +179,12 @@ struct UninitAllocator : std::allocator<T> {
 };
 using Bytes = std::vector<char, UninitAllocator<char>>;
 
-// Payload framing helpers: [u32 meta_bytes][u32 0][meta][data].
+// Payload framing helpers: [u32 meta_bytes][u32 flags][meta][data].
 constexpr size_t kPayloadPrefix = 8;
-std::string payload_prefix(size_t meta_bytes);
+constexpr uint32_t kPayloadByRef = 1;  // data is a DataRef (ps/single_copy.h), not the bytes
+constexpr uint32_t kReplyByRefOk = 2;  // request: the worker can read a reply by reference
+constexpr uint32_t kKnownPayloadFlags = kPayloadByRef | kReplyByRefOk;
+std::string payload_prefix(size_t meta_bytes, uint32_t flags = 0);
 
 // A received message: its header, and the payload split into meta and data.
 struct Message {
@@ -183,12 +192,16 @@ struct Message {
   uint32_t tag = 0;
   Bytes payload;
   size_t meta_bytes = 0;
+  uint32_t flags = 0;  // the prefix's flags as received
   const char* meta() const { return payload.data() + kPayloadPrefix; }
   const char* data() const { return payload.data() + kPayloadPrefix + meta_bytes; }
   size_t data_bytes() const { return payload.size() - kPayloadPrefix - meta_bytes; }
 };
-// Splits a payload that was read whole; throws ProtocolError when the prefix is inconsistent.
+// Splits a request payload that was read whole; throws ProtocolError when the prefix is
+// inconsistent (a request's meta is a multiple of 8 bytes; an error reply's is its message).
 void split_payload(Message* m);
+// Reads a prefix; throws ProtocolError for unknown flags or a meta length beyond `payload`.
+void parse_prefix(const char* prefix, uint64_t payload, uint32_t* meta_bytes, uint32_t* flags);
 
 }  // namespace ps
 }  // namespace gw

@@ -7,6 +7,7 @@
 #include "gradwire/common/config.h"
 #include "gradwire/common/logging.h"
 #include "gradwire/ps/checkpoint.h"
+#include "gradwire/ps/single_copy.h"
 #include "gradwire/transport/tcp/handshake.h"
 #include "gradwire/transport/transport.h"
 
@@ -18,6 +19,12 @@ struct Server::Peer {
   std::mutex mu;
   std::deque<Message> queue;
   bool scheduled = false;
+  // Single copy (ps/single_copy.h): the worker reads replies by reference; the reply buffers
+  // lent to it, by lend id, until it releases them or the connection ends.
+  std::atomic<bool> reply_by_ref{false};
+  std::mutex lent_mu;
+  std::map<uint64_t, Bytes> lent;
+  uint64_t next_lend = 0;
 };
 
 struct Server::Parked {
@@ -165,12 +172,21 @@ void Server::serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock) {
     while (!stopping_) {
       FrameHeader h;
       if (!peer->conn->read_header(FrameType::kPsRequest, &h)) break;
+      if (h.tag == uint32_t(PsOp::kAttach)) {
+        attach_peer(*peer, h);
+        continue;
+      }
+      if (h.tag == uint32_t(PsOp::kRelease)) {
+        Bytes rest(h.length);
+        peer->conn->read_exact(rest.data(), rest.size());
+        std::lock_guard<std::mutex> lk(peer->lent_mu);
+        peer->lent.erase(h.seq);
+        continue;
+      }
       Message m;
       m.seq = h.seq;
       m.tag = h.tag;
-      m.payload.resize(h.length);
-      peer->conn->read_exact(m.payload.data(), h.length);
-      split_payload(&m);
+      read_request(*peer, h, &m);
       std::lock_guard<std::mutex> lk(peer->mu);
       peer->queue.push_back(std::move(m));
       if (!peer->scheduled) {
@@ -182,6 +198,67 @@ void Server::serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock) {
     if (!stopping_) GW_LOG(kDebug, "parameter server: worker ", worker, " connection: ", e.what());
   }
   peer->conn->shutdown();
+  std::lock_guard<std::mutex> lk(peer->lent_mu);
+  peer->lent.clear();
+}
+
+void Server::attach_peer(Peer& peer, const FrameHeader& h) {
+  Bytes payload(h.length);
+  peer.conn->read_exact(payload.data(), payload.size());
+  uint32_t meta_bytes = 0, flags = 0;
+  parse_prefix(payload.data(), payload.size(), &meta_bytes, &flags);
+  Reader r(payload.data() + kPayloadPrefix, meta_bytes);
+  shm::CmaIdentity worker = decode_identity(r);
+  bool on = Config::get().ps_single_copy_min_bytes > 0;
+  SingleCopyCaps caps;
+  if (on) {
+    std::string why = shm::cma_verify(worker);
+    caps.read_by_ref = why.empty();
+    if (!why.empty()) {
+      GW_LOG(kInfo, "parameter server shard ", opts_.shard.shard_id, ": no single copy from ",
+             peer.conn->peer_name(), " (", why, ")");
+    }
+  }
+  peer.conn->set_single_copy(caps);
+  Writer w;
+  w.u32(caps.read_by_ref ? 1 : 0);
+  w.u32(on ? 1 : 0);  // an identity follows: the worker may read replies by reference
+  std::string meta = w.finish();
+  if (on) meta += encode_identity(shm::own_cma_identity());
+  peer.conn->send(FrameType::kPsReply, 0, uint32_t(PsStatus::kOk), meta);
+}
+
+void Server::read_request(Peer& peer, const FrameHeader& h, Message* m) {
+  Connection& c = *peer.conn;
+  if (h.length < kPayloadPrefix) GW_THROW(ProtocolError, "request shorter than its prefix");
+  char prefix[kPayloadPrefix];
+  c.read_exact(prefix, kPayloadPrefix);
+  uint32_t meta_bytes = 0, flags = 0;
+  parse_prefix(prefix, h.length, &meta_bytes, &flags);
+  if (flags & kReplyByRefOk) peer.reply_by_ref = true;
+  if (!(flags & kPayloadByRef)) {
+    m->payload.resize(h.length);
+    memcpy(m->payload.data(), prefix, kPayloadPrefix);
+    c.read_exact(m->payload.data() + kPayloadPrefix, h.length - kPayloadPrefix);
+    split_payload(m);
+    return;
+  }
+  if (!c.single_copy().read_by_ref) {
+    GW_THROW(ProtocolError, c.peer_name(), " sent data by reference without single copy");
+  }
+  // The data lives in the worker's buffers: read it into place, so that the message (and its
+  // write-ahead log record) looks as if the bytes had come over the socket.
+  Bytes rest(h.length - kPayloadPrefix);
+  c.read_exact(rest.data(), rest.size());
+  DataRef ref = DataRef::decode(rest.data() + meta_bytes, rest.size() - meta_bytes);
+  m->payload.resize(kPayloadPrefix + meta_bytes + ref.bytes());
+  std::string p = payload_prefix(meta_bytes, flags & ~kPayloadByRef);
+  memcpy(m->payload.data(), p.data(), kPayloadPrefix);
+  memcpy(m->payload.data() + kPayloadPrefix, rest.data(), meta_bytes);
+  std::string why =
+      read_ref(ref, {{m->payload.data() + kPayloadPrefix + meta_bytes, size_t(ref.bytes())}});
+  if (!why.empty()) GW_THROW(PeerError, "single-copy read from ", c.peer_name(), ": ", why);
+  split_payload(m);
 }
 
 void Server::drain(std::shared_ptr<Peer> peer) {
@@ -201,13 +278,36 @@ void Server::drain(std::shared_ptr<Peer> peer) {
 }
 
 void Server::send_all(std::vector<Outgoing>& out) {
+  const size_t by_ref_min = Config::get().ps_single_copy_min_bytes;
   for (auto& o : out) {
     std::vector<iovec> data;
-    if (!o.data.empty()) data.push_back({o.data.data(), o.data.size()});
+    std::string rec;
+    uint32_t flags = 0;
+    uint64_t lend_id = 0;
+    if (by_ref_min > 0 && o.data.size() >= by_ref_min && o.peer->reply_by_ref) {
+      // Lend the buffer: the worker reads it in place and releases it.
+      DataRef ref;
+      ref.owner = shm::own_cma_identity();
+      ref.segments = {{o.data.data(), o.data.size()}};
+      {
+        std::lock_guard<std::mutex> lk(o.peer->lent_mu);
+        lend_id = ref.lend_id = ++o.peer->next_lend;
+        o.peer->lent.emplace(lend_id, std::move(o.data));
+      }
+      rec = ref.encode();
+      data.push_back({&rec[0], rec.size()});
+      flags = kPayloadByRef;
+    } else if (!o.data.empty()) {
+      data.push_back({o.data.data(), o.data.size()});
+    }
     try {
-      o.peer->conn->send(FrameType::kPsReply, o.seq, uint32_t(o.status), o.meta, data);
+      o.peer->conn->send(FrameType::kPsReply, o.seq, uint32_t(o.status), o.meta, data, flags);
     } catch (const std::exception&) {
       // The worker is gone; it resends what it still needs after reconnecting.
+      if (lend_id) {
+        std::lock_guard<std::mutex> lk(o.peer->lent_mu);
+        o.peer->lent.erase(lend_id);
+      }
     }
   }
   out.clear();

@@ -57,6 +57,10 @@ class Server {
 
   void accept_loop();
   void serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock);
+  // Connection control (ps/single_copy.h), on the connection's reader thread.
+  void attach_peer(Peer& peer, const FrameHeader& h);
+  // Reads a request's payload; data sent by reference is read from the worker's memory.
+  void read_request(Peer& peer, const FrameHeader& h, Message* m);
   void drain(std::shared_ptr<Peer> peer);
   void handle(const std::shared_ptr<Peer>& peer, Message& m);
   // The state change of a mutation (push, push_rows, clock), live or replayed.

@@ -69,8 +69,72 @@ std::shared_ptr<Connection> ServerLink::connect(std::chrono::steady_clock::time_
   int my_rank = id_.num_servers + id_.worker;
   tcp::handshake_as_client(s, kPsCommId, my_rank, id_.shard, Config::get().auth_token,
                            std::min(deadline, Clock::now() + std::chrono::seconds(10)));
-  return std::make_shared<Connection>(std::move(s), my_rank, id_.shard,
-                                      str("parameter server ", who), id_.timeout_seconds);
+  auto c = std::make_shared<Connection>(std::move(s), my_rank, id_.shard,
+                                        str("parameter server ", who), id_.timeout_seconds);
+  if (Config::get().ps_single_copy_min_bytes > 0) {
+    attach(*c, std::min(deadline, Clock::now() + std::chrono::seconds(10)));
+  }
+  return c;
+}
+
+void ServerLink::attach(Connection& c, std::chrono::steady_clock::time_point deadline) {
+  // The reader thread is not reading this connection yet: the reply is read here, within the
+  // connect deadline.
+  FrameHeader h;
+  Bytes payload;
+  try {
+    c.set_receive_timeout(
+        std::max(0.001, std::chrono::duration<double>(deadline - Clock::now()).count()));
+    c.send(FrameType::kPsRequest, 0, uint32_t(PsOp::kAttach),
+           encode_identity(shm::own_cma_identity()));
+    if (!c.read_header(FrameType::kPsReply, &h)) {
+      GW_THROW(PeerError, "the connection was closed");
+    }
+    payload.resize(h.length);
+    c.read_exact(payload.data(), payload.size());
+    c.set_receive_timeout(0);
+  } catch (const PeerError& e) {
+    GW_THROW(PeerError, "attaching to ", c.peer_name(), " failed: ", e.what());
+  }
+  SingleCopyCaps caps;
+  if (h.seq != 0) {
+    GW_THROW(ProtocolError, c.peer_name(), " answered attach with request id ", h.seq);
+  }
+  if (PsStatus(h.tag) == PsStatus::kOk) {
+    uint32_t meta_bytes = 0, flags = 0;
+    parse_prefix(payload.data(), payload.size(), &meta_bytes, &flags);
+    Reader r(payload.data() + kPayloadPrefix, meta_bytes);
+    caps.send_by_ref = r.u32() != 0;
+    if (r.u32() != 0) {
+      std::string why = shm::cma_verify(decode_identity(r));
+      caps.read_by_ref = why.empty();
+      if (!why.empty()) {
+        GW_LOG(kInfo, "worker ", id_.worker, ": no single copy from parameter server shard ",
+               id_.shard, " (", why, ")");
+      }
+    }
+  }
+  c.set_single_copy(caps);
+  GW_LOG(kDebug, "worker ", id_.worker, ": shard ", id_.shard, " single copy: send ",
+         caps.send_by_ref ? "yes" : "no", ", receive ", caps.read_by_ref ? "yes" : "no");
+}
+
+void ServerLink::send_request(Connection& c, const PendingRequest& req) {
+  const SingleCopyCaps& caps = c.single_copy();
+  uint32_t flags = caps.read_by_ref ? kReplyByRefOk : 0;
+  size_t bytes = 0;
+  for (const iovec& v : req.data) bytes += v.iov_len;
+  if (caps.send_by_ref && bytes >= Config::get().ps_single_copy_min_bytes) {
+    DataRef ref;
+    ref.owner = shm::own_cma_identity();
+    ref.segments = req.data;
+    std::string rec = ref.encode();
+    c.send(FrameType::kPsRequest, req.seq, uint32_t(req.op), req.meta, {{&rec[0], rec.size()}},
+           flags | kPayloadByRef);
+    single_copy_bytes_ += bytes;
+    return;
+  }
+  c.send(FrameType::kPsRequest, req.seq, uint32_t(req.op), req.meta, req.data, flags);
 }
 
 void ServerLink::submit(std::shared_ptr<PendingRequest> req,
@@ -88,7 +152,7 @@ void ServerLink::submit(std::shared_ptr<PendingRequest> req,
   cv_.notify_all();
   if (!c) return;  // the reader resends it after reconnecting
   try {
-    c->send(FrameType::kPsRequest, req->seq, uint32_t(req->op), req->meta, req->data);
+    send_request(*c, *req);
   } catch (const PeerError&) {
     // The reader sees the broken connection, reconnects and resends.
   }
@@ -134,15 +198,42 @@ void ServerLink::reader_loop() {
 
 void ServerLink::read_reply(Connection& c, const FrameHeader& h) {
   char prefix[kPayloadPrefix];
-  c.read_exact(prefix, kPayloadPrefix);
-  uint32_t meta_bytes = 0;
-  memcpy(&meta_bytes, prefix, 4);
-  if (meta_bytes > h.length - kPayloadPrefix) {
-    GW_THROW(ProtocolError, "reply from shard ", id_.shard, " has a bad meta length");
+  if (h.length < kPayloadPrefix) {
+    GW_THROW(ProtocolError, "reply from shard ", id_.shard, " is shorter than its prefix");
   }
+  c.read_exact(prefix, kPayloadPrefix);
+  uint32_t meta_bytes = 0, flags = 0;
+  parse_prefix(prefix, h.length, &meta_bytes, &flags);
   std::string meta(meta_bytes, '\0');
   c.read_exact(&meta[0], meta_bytes);
   size_t data_bytes = h.length - kPayloadPrefix - meta_bytes;
+  // A reply by reference: the data section names the server's buffer, lent until released.
+  bool by_ref = flags & kPayloadByRef;
+  DataRef ref;
+  if (by_ref) {
+    if (!c.single_copy().read_by_ref) {
+      GW_THROW(ProtocolError, "shard ", id_.shard,
+               " sent a reply by reference on a connection without single copy");
+    }
+    Bytes rec(data_bytes);
+    c.read_exact(rec.data(), data_bytes);
+    ref = DataRef::decode(rec.data(), rec.size());
+    data_bytes = ref.bytes();
+  }
+  auto release = [&] {
+    if (by_ref) c.send(FrameType::kPsRequest, ref.lend_id, uint32_t(PsOp::kRelease), "");
+  };
+  // Moves the reply's data into `into`: from the socket, or by single copy.
+  auto take = [&](const std::vector<iovec>& into) {
+    if (!by_ref) {
+      for (const iovec& v : into) c.read_exact(v.iov_base, v.iov_len);
+      return;
+    }
+    std::string why = read_ref(ref, into);
+    if (!why.empty()) GW_THROW(PeerError, "single-copy read from shard ", id_.shard, ": ", why);
+    single_copy_bytes_ += data_bytes;
+    release();
+  };
   std::shared_ptr<PendingRequest> req;
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -154,29 +245,41 @@ void ServerLink::read_reply(Connection& c, const FrameHeader& h) {
     }
   }
   if (!req) {  // a duplicate answer to a resent request, or a cancelled one
-    discard(c, data_bytes);
+    if (by_ref) {
+      release();
+    } else {
+      discard(c, data_bytes);
+    }
     return;
   }
   std::exception_ptr err;
   std::string shard = str("shard ", id_.shard);
   try {
     if (PsStatus(h.tag) != PsStatus::kOk) {
-      discard(c, data_bytes);
+      if (by_ref) {
+        release();
+      } else {
+        discard(c, data_bytes);
+      }
       while (!meta.empty() && meta.back() == '\0') meta.pop_back();
       err = server_error(PsStatus(h.tag), shard, meta);
     } else if (req->on_data) {
       Bytes buf(data_bytes);
-      c.read_exact(buf.data(), data_bytes);
+      take({{buf.data(), data_bytes}});
       req->on_data(buf.data(), data_bytes);
     } else {
       size_t want = 0;
       for (const iovec& v : req->reply_into) want += v.iov_len;
       if (want != data_bytes) {
-        discard(c, data_bytes);
+        if (by_ref) {
+          release();
+        } else {
+          discard(c, data_bytes);
+        }
         GW_THROW(ProtocolError, req->what, ": ", shard, " answered ", data_bytes,
                  " bytes, expected ", want);
       }
-      for (const iovec& v : req->reply_into) c.read_exact(v.iov_base, v.iov_len);
+      take(req->reply_into);
     }
     if (!err && req->on_meta) {
       Reader r(meta.data(), meta.size());
@@ -246,7 +349,7 @@ void ServerLink::reconnect() {
          "; resending ", resend.size(), " requests");
   try {
     for (auto& req : resend) {
-      c->send(FrameType::kPsRequest, req->seq, uint32_t(req->op), req->meta, req->data);
+      send_request(*c, *req);
     }
   } catch (const PeerError&) {
     // Broken again: the reader notices and reconnects once more.

@@ -10,6 +10,7 @@
 
 #include <sys/uio.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -65,9 +66,15 @@ class ServerLink {
   // Forgets a request (its caller stopped waiting); its buffers are not touched afterwards.
   void cancel(uint64_t seq);
   void close();
+  // Payload bytes this link moved by single copy (both directions, ps/single_copy.h).
+  uint64_t single_copy_bytes() const { return single_copy_bytes_.load(); }
 
  private:
   std::shared_ptr<Connection> connect(std::chrono::steady_clock::time_point deadline);
+  // The attach exchange on a new connection (before any request on it).
+  void attach(Connection& c, std::chrono::steady_clock::time_point deadline);
+  // Sends a request, its data by reference when the connection allows and it is large.
+  void send_request(Connection& c, const PendingRequest& req);
   void reader_loop();
   void read_reply(Connection& c, const FrameHeader& h);
   void reconnect();
@@ -84,6 +91,7 @@ class ServerLink {
   uint64_t next_mseq_ = 1;
   uint64_t receiving_ = 0;  // the request whose reply data is being read
   std::string last_error_;
+  std::atomic<uint64_t> single_copy_bytes_{0};
   bool closing_ = false;
   std::thread reader_;
 };

@@ -219,6 +219,12 @@ class Client:
         """Largest (own clock - slowest worker's clock) any read was served at."""
         return self._c.max_observed_staleness
 
+    @property
+    def single_copy_bytes(self) -> int:
+        """Payload bytes this worker moved by same-host single copy (requests and replies;
+        ``GRADWIRE_PS_SINGLE_COPY_MIN_BYTES``); 0 when every byte went over sockets."""
+        return self._c.single_copy_bytes
+
     def close(self) -> None:
         self._c.close()
 

@@ -1,10 +1,12 @@
 #include "gradwire/transport/shm/cross_memory.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
 
 #include "gradwire/common/error.h"
@@ -20,6 +22,18 @@ uint64_t draw_token() {
   uint64_t t = 0;
   while (t == 0) t = (uint64_t(rd()) << 32) ^ rd();
   return t;
+}
+
+// Drops the first n bytes of the ranges starting at *at.
+void advance(std::vector<iovec>& v, size_t* at, size_t n) {
+  while (n > 0 && *at < v.size()) {
+    size_t k = std::min(n, v[*at].iov_len);
+    v[*at].iov_base = static_cast<char*>(v[*at].iov_base) + k;
+    v[*at].iov_len -= k;
+    n -= k;
+    if (v[*at].iov_len == 0) ++*at;
+  }
+  while (*at < v.size() && v[*at].iov_len == 0) ++*at;
 }
 
 }  // namespace
@@ -50,6 +64,29 @@ std::string cma_read(uint64_t pid, uint64_t remote_addr, void* dst, size_t n) {
     }
     if (r == 0) return str("process_vm_readv from pid ", pid, " copied nothing");
     done += size_t(r);
+  }
+  return "";
+}
+
+std::string cma_readv(uint64_t pid, std::vector<iovec> local, std::vector<iovec> remote) {
+  size_t li = 0, ri = 0;
+  advance(local, &li, 0);
+  advance(remote, &ri, 0);
+  while (li < local.size() && ri < remote.size()) {
+    // The kernel may copy less than asked; the lists are resumed where it stopped.
+    unsigned long nl = std::min<size_t>(local.size() - li, IOV_MAX);
+    unsigned long nr = std::min<size_t>(remote.size() - ri, IOV_MAX);
+    ssize_t r = ::process_vm_readv(pid_t(pid), &local[li], nl, &remote[ri], nr, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return str("process_vm_readv from pid ", pid, ": ", strerror(errno));
+    }
+    if (r == 0) return str("process_vm_readv from pid ", pid, " copied nothing");
+    advance(local, &li, size_t(r));
+    advance(remote, &ri, size_t(r));
+  }
+  if (li < local.size() || ri < remote.size()) {
+    return "single-copy read: local and remote ranges differ in length";
   }
   return "";
 }

@@ -9,9 +9,12 @@
 // with the value the sender announced, and uses the pid only when they agree.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace gw {
 namespace shm {
@@ -30,6 +33,10 @@ std::string cma_verify(const CmaIdentity& id);
 
 // Copies n bytes at `remote_addr` in process `pid` to `dst`; "" on success, else the reason.
 std::string cma_read(uint64_t pid, uint64_t remote_addr, void* dst, size_t n);
+
+// Gathers the remote ranges of process `pid` into the local ranges, in order; both lists
+// cover the same number of bytes. "" on success, else the reason.
+std::string cma_readv(uint64_t pid, std::vector<iovec> local, std::vector<iovec> remote);
 
 }  // namespace shm
 }  // namespace gw

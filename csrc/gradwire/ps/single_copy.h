@@ -1,0 +1,67 @@
+// Same-host single copy for parameter-server payloads (docs/wire-protocol.md, "Parameter
+// server: single copy").
+//
+// Over loopback TCP every payload byte is copied twice by the kernel (into the socket buffer,
+// out of it) plus the TCP stack's work. When worker and server share a host, a large payload
+// travels instead as a DataRef: the owner's process identity and the addresses of the bytes in
+// its memory. The receiver copies them straight into place with process_vm_readv (one copy).
+//
+//   worker                                      server
+//   kAttach {worker identity}             ->    verifies it (reads the worker's token)
+//                                         <-    {server can read worker, server identity}
+//   verifies the server's identity
+//   request, data by reference            ->    reads the worker's buffers into the request
+//   (flag kReplyByRefOk: worker can read         before it is queued (the worker's buffers
+//    a reply by reference)                       stay untouched until its reply: the client's
+//                                                contract, which resends rely on too)
+//                                         <-    reply, data lent by reference (lend id)
+//   reads the server's buffer into place
+//   kRelease {seq = lend id}              ->    frees the lent buffer
+//
+// Invariants: a side sends by reference only what the other side proved at attach it can read;
+// the attach exchange finishes before any other request on the connection, so its outcome
+// holds for the connection's whole life; a lent reply buffer lives until its release or the
+// end of the connection. A failed read is a broken connection (the worker reconnects and
+// resends; the server applies each mutation once).
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "gradwire/ps/messages.h"
+#include "gradwire/transport/shm/cross_memory.h"
+
+namespace gw {
+namespace ps {
+
+// What one connection may do, fixed by the attach exchange.
+struct SingleCopyCaps {
+  bool send_by_ref = false;  // the peer reads our memory: send large data by reference
+  bool read_by_ref = false;  // we read the peer's memory: it may send us data by reference
+};
+
+// Bytes in the memory of the process `owner`. On the wire (8-byte aligned):
+//   u64 pid | u64 token_addr | u64 token | u64 lend_id | u64 nseg | nseg x (u64 addr, u64 len)
+struct DataRef {
+  shm::CmaIdentity owner;
+  uint64_t lend_id = 0;  // replies: the id the worker releases; requests: 0
+  std::vector<iovec> segments;
+
+  uint64_t bytes() const;
+  std::string encode() const;
+  // Throws ProtocolError when the record is malformed or claims more than kMaxMessageBytes.
+  static DataRef decode(const char* p, size_t n);
+};
+
+// Reads the referenced bytes into `into` (the same number of bytes); "" or the reason.
+std::string read_ref(const DataRef& ref, const std::vector<iovec>& into);
+
+// Attach request meta (worker -> server) and reply meta (server -> worker).
+std::string encode_identity(const shm::CmaIdentity& id);
+shm::CmaIdentity decode_identity(Reader& r);
+
+}  // namespace ps
+}  // namespace gw
