@@ -77,9 +77,10 @@ void register_ps(py::module_& m) {
       .def(
           "register_dense",
           [](Client& c, const std::string& name, std::vector<int64_t> shape, uintptr_t init,
-             int kind, double lr, double momentum, double eps, double b1, double b2) {
+             int kind, double lr, double momentum, double eps, double b1, double b2,
+             const std::string& codec) {
             return c.register_dense(name, shape, fptr(init),
-                                    opt_spec(kind, lr, momentum, eps, b1, b2));
+                                    opt_spec(kind, lr, momentum, eps, b1, b2), codec);
           },
           py::call_guard<py::gil_scoped_release>())
       .def(
@@ -134,6 +135,24 @@ void register_ps(py::module_& m) {
       .def_property_readonly("max_observed_staleness", &Client::max_observed_staleness)
       .def_property_readonly("num_servers", &Client::num_servers)
       .def_property_readonly("single_copy_bytes", &Client::single_copy_bytes)
+      .def_property_readonly("push_wire_bytes", &Client::push_wire_bytes)
+      .def_property_readonly("push_dense_bytes", &Client::push_dense_bytes)
+      .def("residual_keys", [](Client& c) { return c.residuals().keys(); })
+      .def("residual_get",
+           [](Client& c, const std::string& key) {
+             std::vector<float> r = c.residuals().get(key);
+             return py::bytes(reinterpret_cast<const char*>(r.data()), r.size() * 4);
+           })
+      .def("residual_set",
+           [](Client& c, const std::string& key, py::bytes data) {
+             std::string d = data;
+             GW_CHECK_ARG(d.size() % 4 == 0, "residual '", key, "' must hold float32 values, got ",
+                          d.size(), " bytes");
+             std::vector<float> r(d.size() / 4);
+             memcpy(r.data(), d.data(), d.size());
+             c.residuals().set(key, std::move(r));
+           })
+      .def("residual_clear", [](Client& c) { c.residuals().clear(); })
       .def_property_readonly("worker_id", &Client::worker_id);
 
   ps.def("default_block_elems", [] { return Config::get().ps_block_elems; });

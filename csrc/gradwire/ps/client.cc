@@ -5,6 +5,8 @@
 #include <unordered_map>
 
 #include "gradwire/common/config.h"
+#include "gradwire/compress/codec_ops.h"
+#include "gradwire/ps/push_codec.h"
 #include "gradwire/transport/transport.h"
 
 namespace gw {
@@ -108,8 +110,17 @@ Client::TableInfo Client::table(const std::string& name, const char* op) {
 
 std::shared_ptr<PsFuture> Client::register_dense(const std::string& name,
                                                  const std::vector<int64_t>& shape,
-                                                 const float* init, const OptSpec& opt) {
+                                                 const float* init, const OptSpec& opt,
+                                                 const std::string& codec) {
   opt.validate();
+  CodecSpec spec;
+  if (!codec.empty()) {
+    try {
+      spec = CodecSpec::parse(codec);
+    } catch (const InvalidArgument& e) {
+      GW_THROW(InvalidArgument, "register_dense('", name, "'): compression: ", e.what());
+    }
+  }
   uint64_t numel = 1;
   for (int64_t d : shape) {
     GW_CHECK_ARG(d >= 0, "register_dense('", name, "'): negative dimension in ", shape_str(shape));
@@ -125,7 +136,7 @@ std::shared_ptr<PsFuture> Client::register_dense(const std::string& name,
     auto it = dense_.find(name);
     GW_CHECK_ARG(it == dense_.end() || it->second.shape == shape, "register_dense('", name,
                  "'): already registered by this worker with shape ", shape_str(it->second.shape));
-    dense_[name] = DenseInfo{shape, part};
+    dense_[name] = DenseInfo{shape, part, spec};
   }
   std::vector<int> shards;
   for (int s = 0; s < num_servers(); ++s) {
@@ -156,14 +167,42 @@ std::shared_ptr<PsFuture> Client::dense_op(PsOp op, const std::string& name, con
   auto f = future(str(op_name(op), "('", name, "')"), int(shards.size()));
   std::vector<std::pair<ServerLink*, std::shared_ptr<PendingRequest>>> parts;
   uint64_t clk = clock_.load();
+  const bool compressed = grad && info.codec.lossy();
   for (int s : shards) {
     auto req = request(op, f->description(), f);
-    if (grad) req->data = block_iovecs(part.blocks_of(s), grad);
+    uint64_t seed = 0;
+    if (compressed) {
+      // The shard's blocks in order, compensated and encoded (ps/push_codec.h).
+      std::vector<float> x(part.shard_elems(s));
+      size_t at = 0;
+      for (const Block& b : part.blocks_of(s)) {
+        memcpy(x.data() + at, grad + b.offset, b.count * sizeof(float));
+        at += b.count;
+      }
+      uint64_t n = push_seed_++;
+      seed = uint64_t(codec::hash_index(session_, n)) << 32 | codec::hash_index(~session_, n);
+      encode_push(info.codec, &residuals_, str(name, "/", s), x.data(), x.size(), seed,
+                  &req->owned);
+      req->data = {{req->owned.data(), req->owned.size()}};
+      push_wire_bytes_ += req->owned.size();
+      push_dense_bytes_ += x.size() * sizeof(float);
+    } else if (grad) {
+      req->data = block_iovecs(part.blocks_of(s), grad);
+      push_wire_bytes_ += part.shard_elems(s) * sizeof(float);
+      push_dense_bytes_ += part.shard_elems(s) * sizeof(float);
+    }
     if (out) {
       req->reply_into = block_iovecs(part.blocks_of(s), out);
       req->on_meta = [this, clk](Reader& r) { note_read(clk, r); };
     }
-    send(s, req, name, nullptr);
+    std::function<void(Writer&)> trailer;
+    if (compressed) {
+      trailer = [&](Writer& w) {
+        w.str(info.codec.name());
+        w.u64(seed);
+      };
+    }
+    send(s, req, name, trailer);
     parts.emplace_back(links_[size_t(s)].get(), req);
   }
   f->set_cancel([parts] {

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "gradwire/compress/codec.h"
+#include "gradwire/compress/error_feedback.h"
 #include "gradwire/ps/future.h"
 #include "gradwire/ps/initializer.h"
 #include "gradwire/ps/optimizer.h"
@@ -33,9 +35,11 @@ class Client {
   explicit Client(const ClientOptions& opts);
   ~Client();
 
+  // `codec`: "" or a codec spec (compress/codec.h) this worker's pushes of the tensor use,
+  // with error feedback unless the spec says ":noef" (ps/push_codec.h).
   std::shared_ptr<PsFuture> register_dense(const std::string& name,
                                            const std::vector<int64_t>& shape, const float* init,
-                                           const OptSpec& opt);
+                                           const OptSpec& opt, const std::string& codec = "");
   std::shared_ptr<PsFuture> push(const std::string& name, const float* grad, uint64_t numel);
   std::shared_ptr<PsFuture> pull(const std::string& name, float* out, uint64_t numel);
   std::shared_ptr<PsFuture> push_pull(const std::string& name, const float* grad, float* out,
@@ -63,12 +67,19 @@ class Client {
   int num_servers() const { return int(links_.size()); }
   // Payload bytes moved by same-host single copy, both directions (ps/single_copy.h).
   uint64_t single_copy_bytes() const;
+  // Data bytes of the dense pushes sent (encoded size for compressed tensors), and the bytes
+  // they would have been as float32.
+  uint64_t push_wire_bytes() const { return push_wire_bytes_.load(); }
+  uint64_t push_dense_bytes() const { return push_dense_bytes_.load(); }
+  // Error-feedback residuals of compressed pushes, keyed "<tensor>/<shard>".
+  ResidualStore& residuals() { return residuals_; }
   int worker_id() const { return opts_.worker_id; }
 
  private:
   struct DenseInfo {
     std::vector<int64_t> shape;
     std::shared_ptr<DensePartition> part;
+    CodecSpec codec;  // kNone: pushes travel as float32
   };
   struct TableInfo {
     int64_t num_rows;
@@ -106,6 +117,9 @@ class Client {
   std::atomic<uint64_t> clock_{0};
   std::atomic<uint64_t> max_staleness_{0};
   std::atomic<uint64_t> checkpoint_epoch_{0};
+  std::atomic<uint64_t> push_seed_{0};
+  std::atomic<uint64_t> push_wire_bytes_{0}, push_dense_bytes_{0};
+  ResidualStore residuals_;
 };
 
 }  // namespace ps

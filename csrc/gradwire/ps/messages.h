@@ -135,6 +135,7 @@ class Reader {
     h.key = str();
     return h;
   }
+  size_t remaining() const { return n_ - pos_; }
   const char* take(size_t n) {
     if (n > n_ - pos_) {
       GW_THROW(ProtocolError, "truncated parameter-server message (needed ", n, " bytes at offset ",

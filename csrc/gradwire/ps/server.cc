@@ -7,6 +7,7 @@
 #include "gradwire/common/config.h"
 #include "gradwire/common/logging.h"
 #include "gradwire/ps/checkpoint.h"
+#include "gradwire/ps/push_codec.h"
 #include "gradwire/ps/single_copy.h"
 #include "gradwire/transport/tcp/handshake.h"
 #include "gradwire/transport/transport.h"
@@ -453,9 +454,27 @@ bool Server::register_key(PsOp op, const RequestHead& h, Reader& meta, const Mes
 void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const Message& m) {
   switch (op) {
     case PsOp::kPush:
-    case PsOp::kPushPull:
-      state_.push(h, reinterpret_cast<const float*>(m.data()), m.data_bytes() / 4);
+    case PsOp::kPushPull: {
+      if (meta.remaining() == 0) {
+        state_.push(h, reinterpret_cast<const float*>(m.data()), m.data_bytes() / 4);
+        return;
+      }
+      // A compressed push: the meta ends with the codec and its seed (ps/push_codec.h).
+      std::string what = str(op_name(op), "('", h.key, "')");
+      CodecSpec spec;
+      try {
+        spec = CodecSpec::parse(meta.str());
+      } catch (const InvalidArgument& e) {
+        GW_THROW(InvalidArgument, what, ": ", e.what());
+      }
+      uint64_t seed = meta.u64();
+      auto it = state_.dense().find(h.key);
+      size_t n = it == state_.dense().end() ? 0 : it->second.shard_elems;
+      std::vector<float> grad(n);
+      if (n) decode_push(spec, seed, m.data(), m.data_bytes(), n, grad.data(), what);
+      state_.push(h, grad.data(), n);  // an unknown key fails here, with the usual message
       return;
+    }
     case PsOp::kPushRows: {
       uint64_t n = meta.u64();
       uint32_t dim = meta.u32();

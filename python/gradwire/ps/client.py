@@ -82,16 +82,29 @@ class Client:
         self._tables: Dict[str, Tuple[int, int]] = {}
 
     # ---- dense ------------------------------------------------------------------------------
-    def register_dense(self, name: str, init: torch.Tensor, optimizer=None) -> None:
+    def register_dense(
+        self, name: str, init: torch.Tensor, optimizer=None, compression: Optional[str] = None
+    ) -> None:
         """Declare dense tensor ``name``. Every worker calls it; worker 0's ``init`` is the
         initial value (the others wait for it); shapes and optimizers must agree. A tensor the
-        servers already hold (restored from a checkpoint) keeps its value."""
+        servers already hold (restored from a checkpoint) keeps its value.
+
+        ``compression``: a codec spec (``"int8"``, ``"fp16"``, ``"topk:0.01"``, ... as in
+        docs/compression.md) that this worker's pushes of the tensor use, with error feedback
+        unless the spec ends in ``:noef``; pulls stay float32. Example::
+
+            client.register_dense("w", torch.zeros(1 << 20), ps.SGD(lr=0.1), compression="int8")
+        """
         what = _name("register_dense", name)
         optimizer = SGD(lr=0.1) if optimizer is None else optimizer
         if not isinstance(optimizer, _Optim):
             raise TypeError(f"{what}: optimizer must be gradwire.ps.SGD, Adagrad or Adam")
+        if compression is not None and not isinstance(compression, str):
+            raise TypeError(f"{what}: compression must be a codec spec string such as 'int8'")
         t = _f32(init, what, "init").detach()
-        fut = self._c.register_dense(name, list(t.shape), t.data_ptr(), *optimizer._spec())
+        fut = self._c.register_dense(
+            name, list(t.shape), t.data_ptr(), *optimizer._spec(), compression or ""
+        )
         self._dense[name] = t.shape
         Future(fut, (t,)).wait()
 
@@ -218,6 +231,31 @@ class Client:
     def max_observed_staleness(self) -> int:
         """Largest (own clock - slowest worker's clock) any read was served at."""
         return self._c.max_observed_staleness
+
+    @property
+    def push_wire_bytes(self) -> int:
+        """Data bytes of the dense pushes sent so far (encoded size for compressed tensors)."""
+        return self._c.push_wire_bytes
+
+    @property
+    def push_dense_bytes(self) -> int:
+        """What those pushes would have been as float32; ``push_dense_bytes / push_wire_bytes``
+        is the compression ratio."""
+        return self._c.push_dense_bytes
+
+    def compression_state(self) -> Dict[str, torch.Tensor]:
+        """The error-feedback residuals of compressed pushes (``"<tensor>/<shard>"`` -> float32
+        tensor), to checkpoint with the model; :meth:`load_compression_state` restores them."""
+        return {
+            k: torch.frombuffer(bytearray(self._c.residual_get(k)), dtype=torch.float32)
+            for k in self._c.residual_keys()
+        }
+
+    def load_compression_state(self, state: Dict[str, torch.Tensor]) -> None:
+        self._c.residual_clear()
+        for k, v in state.items():
+            t = _f32(torch.as_tensor(v), "load_compression_state", k).detach()
+            self._c.residual_set(k, t.numpy().tobytes())
 
     @property
     def single_copy_bytes(self) -> int:
