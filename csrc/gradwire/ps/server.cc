@@ -455,7 +455,8 @@ void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const M
   switch (op) {
     case PsOp::kPush:
     case PsOp::kPushPull: {
-      if (meta.remaining() == 0) {
+      // The meta of a dense push ends after its head, but for the padding (< 8 bytes).
+      if (meta.remaining() < 8) {
         state_.push(h, reinterpret_cast<const float*>(m.data()), m.data_bytes() / 4);
         return;
       }
