@@ -1,7 +1,9 @@
 #include "gradwire/compress/compressed_collectives.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "gradwire/collectives/collectives.h"
@@ -27,6 +29,17 @@ uint64_t rounding_seed(const OpContext& ctx, int hop) {
   uint64_t hi = codec::hash_index(ctx.seq, uint64_t(ctx.rank) << 16 | uint32_t(hop));
   return hi << 32 | codec::hash_index(~ctx.seq, uint64_t(ctx.rank) << 16 | uint32_t(hop));
 }
+// A byte buffer left uninitialized: encode() or a receive fills it (zero-filling megabytes first
+// would cost as much as the encoding).
+class RawBytes {
+ public:
+  explicit RawBytes(size_t n) : p_(new uint8_t[n]) {}
+  uint8_t* data() const { return p_.get(); }
+
+ private:
+  std::unique_ptr<uint8_t[]> p_;
+};
+
 uint64_t shared_seed(const OpContext& ctx) {
   return uint64_t(codec::hash_index(ctx.seq, 0x72616e64ull)) << 32 | codec::hash_index(ctx.seq, 1);
 }
@@ -41,6 +54,39 @@ void roundtrip_segments(const CodecSpec& spec, float* x, const Segments& segs, u
     encode(spec, s, segs.len[i], tmp.data(), seed, segs.offset[i]);
     decode(spec, tmp.data(), segs.len[i], s, seed, false);
   }
+}
+
+// Error feedback fused with roundtrip_segments, one cache-sized tile at a time: per tile,
+// x += residual, then x = decode(encode(x)), residual = compensated - x. The same values as
+// with_feedback around roundtrip_segments (tiles start at whole codec blocks from their
+// segment's start, and stochastic rounding is indexed globally), with four passes over memory
+// instead of about ten and no full-size temporary.
+void roundtrip_with_feedback(const CompressedCall& c, float* x, size_t count, const Segments& segs,
+                             uint64_t seed) {
+  const CodecSpec& spec = c.spec;
+  if (!c.residuals || !spec.error_feedback) {
+    roundtrip_segments(spec, x, segs, seed);
+    return;
+  }
+  constexpr size_t kTile = 64 * kCodecBlock;  // 64 KiB of float32
+  c.residuals->with_residual(c.key, count, [&](float* res) {
+    std::vector<float> compensated(kTile);
+    std::vector<uint8_t> enc(encoded_bytes(spec, kTile));
+    for (size_t i = 0; i < segs.len.size(); ++i) {
+      for (size_t t = 0; t < segs.len[i]; t += kTile) {
+        const size_t off = segs.offset[i] + t, n = std::min(kTile, segs.len[i] - t);
+        float* xs = x + off;
+        float* rs = res + off;
+        for (size_t j = 0; j < n; ++j) compensated[j] = xs[j] += rs[j];
+        encode(spec, xs, n, enc.data(), seed, off);
+        decode(spec, enc.data(), n, xs, seed, false);
+        for (size_t j = 0; j < n; ++j) {
+          float d = compensated[j] - xs[j];
+          rs[j] = std::isfinite(d) ? d : 0.0f;
+        }
+      }
+    }
+  });
 }
 
 // Applies error feedback to x (length n) in place: afterwards x holds what this rank
@@ -81,7 +127,7 @@ void quantized_reduce_scatter(const OpContext& ctx, float* buf, const Segments& 
     *cnt = std::min(len - *first, chunk_elems);
   };
   const size_t msgs = size_t(n - 1) * chunks;
-  std::vector<uint8_t> sbuf(msgs * slot), rbuf(msgs * slot);
+  RawBytes sbuf(msgs * slot), rbuf(msgs * slot);
   std::vector<Request> sreq(msgs), rreq(msgs);
   const int right = ctx.mod(r + 1), left = ctx.mod(r - 1);
   auto tag_of = [&](int step, size_t c) {
@@ -126,7 +172,7 @@ void quantized_allgather(const OpContext& ctx, float* buf, const Segments& segs,
   const int n = ctx.size, r = ctx.rank;
   std::vector<size_t> off(n + 1, 0);
   for (int i = 0; i < n; ++i) off[i + 1] = off[i] + encoded_bytes(spec, segs.len[i]);
-  std::vector<uint8_t> all(off[n]);
+  RawBytes all(off[n]);
   encode(spec, buf + segs.offset[r], segs.len[r], all.data() + off[r], seed, segs.offset[r]);
   if (n > 1) {
     const int right = ctx.mod(r + 1), left = ctx.mod(r - 1);
@@ -220,8 +266,7 @@ void compressed_allreduce(const OpContext& ctx, float* buf, size_t count, const 
   const CodecSpec& spec = c.spec;
   if (spec.quantized()) {
     Segments segs = Segments::even(count, ctx.size);
-    with_feedback(c, buf, count,
-                  [&](float* x) { roundtrip_segments(spec, x, segs, rounding_seed(ctx, 0)); });
+    roundtrip_with_feedback(c, buf, count, segs, rounding_seed(ctx, 0));
     quantized_reduce_scatter(ctx, buf, segs, spec);
     quantized_allgather(ctx, buf, segs, spec, rounding_seed(ctx, 1 << 15));
   } else if (spec.kind == CodecKind::kRandomk) {
@@ -258,8 +303,7 @@ void compressed_reduce_scatter(const OpContext& ctx, const float* in, float* out
   std::vector<float> work(in, in + total);
   if (c.spec.quantized()) {
     Segments segs = Segments::blocks(count, ctx.size);
-    with_feedback(c, work.data(), total,
-                  [&](float* x) { roundtrip_segments(c.spec, x, segs, rounding_seed(ctx, 0)); });
+    roundtrip_with_feedback(c, work.data(), total, segs, rounding_seed(ctx, 0));
     quantized_reduce_scatter(ctx, work.data(), segs, c.spec);
     if (count) memcpy(out, work.data() + size_t(ctx.rank) * count, count * 4);
     finish_average(c, out, count, ctx.size);

@@ -22,6 +22,14 @@ void ResidualStore::update(const std::string& key, const float* compensated, con
   }
 }
 
+void ResidualStore::with_residual(const std::string& key, size_t n,
+                                  const std::function<void(float*)>& fn) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<float>& r = residuals_[key];
+  if (r.size() != n) r.assign(n, 0.0f);
+  fn(r.data());
+}
+
 std::vector<std::string> ResidualStore::keys() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> k;

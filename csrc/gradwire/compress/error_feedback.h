@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -27,6 +28,10 @@ class ResidualStore {
   void compensate(const std::string& key, float* x, size_t n);
   // residual = compensated - sent (both of length n).
   void update(const std::string& key, const float* compensated, const float* sent, size_t n);
+
+  // Runs fn(residual) on the residual of `key` under the store's lock, creating a zero one of
+  // length n when missing or mis-sized: for passes that compensate and update tile by tile.
+  void with_residual(const std::string& key, size_t n, const std::function<void(float*)>& fn);
 
   std::vector<std::string> keys() const;
   bool has(const std::string& key) const;
