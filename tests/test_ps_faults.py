@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+from pathlib import Path
 
 import gradwire.ps as ps
 import pytest
@@ -229,4 +230,107 @@ def test_bsp_read_of_a_missing_worker_times_out_clearly():
         c.clock()  # worker 1 never advances: a pull at clock 1 must wait for it
         with pytest.raises(TimeoutError, match="pull\\('w'\\) did not complete"):
             c.pull("w", torch.empty(10))
+        c.close()
+
+
+def _sparse_rows(c):
+    c.register_sparse(
+        "rows",
+        1 << 40,
+        4,
+        init=ps.Uniform(-1.0, 1.0, seed=9),
+        optimizer=ps.Adam(lr=0.05, betas=(0.8, 0.99), eps=1e-8),
+    )
+
+
+@pytest.mark.timeout(120)
+def test_sparse_rows_restore_from_checkpoint_and_log(tmp_path):
+    """Many rows (several row-store chunks per shard) with Adam moments and per-row step counts:
+    a restore from the checkpoint alone gives the rows of the cut and continues them exactly;
+    checkpoint + log gives the later pushes too, and so does the checkpoint written after that
+    restore."""
+    ckpt, cut = tmp_path / "ckpt", tmp_path / "cut"
+    n = 40_000
+    gen = torch.Generator().manual_seed(11)
+    ids = torch.unique(torch.randint(0, 1 << 40, (n,), generator=gen))
+    ids = ids[torch.randperm(len(ids), generator=gen)]
+    grads = [torch.randn(len(ids), 4, generator=gen) for _ in range(3)]
+    half = len(ids) // 2
+
+    with ps.start_local_servers(2, 1, mode="asp", checkpoint_dir=str(ckpt)) as servers:
+        c = ps.connect(servers.addresses, worker_id=0, num_workers=1, timeout=60)
+        _sparse_rows(c)
+        c.push_rows("rows", ids[:half], grads[0][:half])
+        c.push_rows("rows", ids[half:], grads[0][half:])
+        c.push_rows("rows", ids[:half], grads[1][:half])  # these rows are at step 2
+        c.checkpoint()
+        at_cut = c.pull_rows("rows", ids)
+        c.push_rows("rows", ids, grads[2])  # only in the write-ahead log
+        final = c.pull_rows("rows", ids)
+        c.close()
+    cut.mkdir()
+    for f in ckpt.glob("shard-*.ckpt"):
+        (cut / f.name).write_bytes(f.read_bytes())
+
+    for _ in range(2):  # the second start reads the checkpoint the first one wrote
+        with ps.start_local_servers(2, 1, mode="asp", checkpoint_dir=str(ckpt)) as again:
+            c = ps.connect(again.addresses, worker_id=0, num_workers=1, timeout=60)
+            _sparse_rows(c)
+            assert torch.equal(c.pull_rows("rows", ids), final)
+            c.close()
+
+    with ps.start_local_servers(2, 1, mode="asp", checkpoint_dir=str(cut)) as again:
+        c = ps.connect(again.addresses, worker_id=0, num_workers=1, timeout=60)
+        _sparse_rows(c)
+        assert torch.equal(c.pull_rows("rows", ids), at_cut)
+        c.push_rows("rows", ids, grads[2])
+        assert torch.equal(c.pull_rows("rows", ids), final)
+        c.close()
+
+
+# Written by the server as of checkpoint format version 1 before sparse rows moved into a flat
+# row store: one shard, one worker, ASP, _v1_tables with _v1_pushes(c, range(3)), checkpoint().
+V1_CHECKPOINT = Path(__file__).parent / "data" / "ps" / "shard-0-v1.ckpt"
+_V1_POOL = torch.randint(0, 1 << 40, (30,), generator=torch.Generator().manual_seed(3))
+
+
+def _v1_tables(c):
+    c.register_sparse("sgd", 1000, 4, init=ps.Zeros(), optimizer=ps.SGD(lr=0.5, momentum=0.5))
+    c.register_sparse(
+        "adam", 1 << 40, 6, init=ps.Normal(std=0.5, seed=2), optimizer=ps.Adam(lr=0.05)
+    )
+
+
+def _v1_pushes(c, rounds):
+    for r in rounds:
+        gen = torch.Generator().manual_seed(100 + r)
+        ids = torch.randint(0, 1000, (40,), generator=gen)
+        c.push_rows("sgd", ids, dyadic_grad(0, r, 40 * 4).reshape(40, 4))
+        pick = torch.randperm(len(_V1_POOL), generator=gen)[:20]
+        c.push_rows("adam", _V1_POOL[pick], torch.randn(20, 6, generator=gen))
+
+
+def _v1_pull(c):
+    return c.pull_rows("sgd", torch.arange(1000)), c.pull_rows("adam", _V1_POOL)
+
+
+@pytest.mark.timeout(60)
+def test_checkpoint_of_format_version_1_still_loads(tmp_path):
+    with ps.start_local_servers(1, 1, mode="asp") as fresh:
+        c = ps.connect(fresh.addresses, worker_id=0, num_workers=1, timeout=30)
+        _v1_tables(c)
+        _v1_pushes(c, range(3))
+        want = _v1_pull(c)
+        _v1_pushes(c, [3])
+        want_next = _v1_pull(c)
+        c.close()
+    (tmp_path / "shard-0.ckpt").write_bytes(V1_CHECKPOINT.read_bytes())
+    with ps.start_local_servers(1, 1, mode="asp", checkpoint_dir=str(tmp_path)) as restored:
+        c = ps.connect(restored.addresses, worker_id=0, num_workers=1, timeout=30)
+        _v1_tables(c)
+        for got, w in zip(_v1_pull(c), want):
+            assert torch.equal(got, w)
+        _v1_pushes(c, [3])  # momentum buffers, Adam moments and step counts came back too
+        for got, w in zip(_v1_pull(c), want_next):
+            assert torch.equal(got, w)
         c.close()

@@ -130,3 +130,35 @@ def test_sparse_bad_requests_are_clear(client):
     with pytest.raises(InvalidArgumentError, match="already registered as a dense tensor"):
         other.register_sparse("taken", 10, 4)
     other.close()
+
+
+def test_many_rows_keep_their_values_and_steps(client):
+    # 60,000 rows of dim 8 with Adam state, about 30,000 per shard: each shard's row store spans
+    # several chunks and its index doubles a dozen times. Adam's bias correction depends on each
+    # row's own step count: rows `a` take two steps, rows `b` one.
+    n, dim = 60_000, 8
+    gen = torch.Generator().manual_seed(5)
+    drawn = torch.unique(torch.randint(0, 1 << 40, (n + 2_000,), generator=gen))
+    drawn = drawn[torch.randperm(len(drawn), generator=gen)]
+    ids, untouched = drawn[:n], drawn[n : n + 1_000]
+    opt = ps.Adam(lr=0.01, betas=(0.9, 0.99), eps=1e-8)
+    client.register_sparse("many", 1 << 40, dim, init=ps.Normal(std=0.1, seed=3), optimizer=opt)
+    before = client.pull_rows("many", drawn)
+    g1 = torch.randn(n, dim, generator=gen)
+    g2 = torch.randn(n // 3, dim, generator=gen)
+    for part in torch.arange(n).chunk(4):  # four requests, ids in no particular order
+        client.push_rows("many", ids[part], g1[part])
+    client.push_rows("many", ids[: n // 3], g2)
+
+    a = torch.nn.Parameter(before[: n // 3].clone())
+    b = torch.nn.Parameter(before[n // 3 : n].clone())
+    ref = torch.optim.Adam([a, b], lr=0.01, betas=(0.9, 0.99), eps=1e-8)
+    a.grad, b.grad = g1[: n // 3], g1[n // 3 :]
+    ref.step()
+    a.grad, b.grad = g2, None  # b takes no step
+    ref.step()
+    got = client.pull_rows("many", ids)
+    assert torch.allclose(got[: n // 3], a.detach(), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(got[n // 3 :], b.detach(), rtol=1e-5, atol=1e-6)
+    # rows never pushed still read as their initial values
+    assert torch.equal(client.pull_rows("many", untouched), before[n : n + 1_000])

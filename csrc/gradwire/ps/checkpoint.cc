@@ -166,11 +166,12 @@ void save_checkpoint(ShardState& s, const std::string& dir, uint64_t wal_generat
     o.opt(t.opt);
     o.put(t.last_applied);
     o.put<uint64_t>(t.rows.size());
-    for (const auto& [id, r] : t.rows) {
+    t.rows.for_each([&](int64_t id, float* row) {
       o.put(id);
-      o.put(r.step);
-      o.floats(r.data);
-    }
+      o.put(RowStore::step(row));
+      o.put<uint64_t>(t.rows.row_floats());
+      o.raw(row, t.rows.row_floats() * 4);
+    });
     o.put<uint64_t>(t.pending.size());
     for (const auto& [clk, p] : t.pending) {
       o.put(clk);
@@ -248,12 +249,20 @@ uint64_t load_checkpoint(ShardState& s, const std::string& dir) {
     t.init = in.init();
     t.opt = in.opt();
     t.last_applied = in.get<int64_t>();
+    t.rows = RowStore(t.dim, t.opt.state_slots());
     for (uint64_t r = in.count(1); r > 0; --r) {
       int64_t id = in.get<int64_t>();
-      Row row;
-      row.step = in.get<int64_t>();
-      row.data = in.floats();
-      t.rows.emplace(id, std::move(row));
+      int64_t step = in.get<int64_t>();
+      uint64_t floats = in.count(4);
+      GW_ENFORCE(id >= 0 && floats == t.rows.row_floats(), "checkpoint ", path,
+                 " is corrupt (table '", name, "': row ", id, " with ", floats,
+                 " floats, expected ", t.rows.row_floats(), ")");
+      bool created = false;
+      float* row = t.rows.emplace(id, &created);
+      GW_ENFORCE(created, "checkpoint ", path, " is corrupt (table '", name, "': row ", id,
+                 " twice)");
+      in.raw(row, floats * 4);
+      RowStore::step(row) = step;
     }
     for (uint64_t p = in.count(1); p > 0; --p) {
       uint64_t clk = in.get<uint64_t>();

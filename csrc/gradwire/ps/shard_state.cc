@@ -9,6 +9,10 @@ namespace gw {
 namespace ps {
 namespace {
 
+// How far ahead a batch prefetches: index entries (one line each) and rows (several lines).
+constexpr size_t kIndexAhead = 8;
+constexpr size_t kRowAhead = 4;
+
 uint64_t numel_of(const std::vector<int64_t>& shape) {
   uint64_t n = 1;
   for (int64_t d : shape) {
@@ -113,6 +117,7 @@ bool ShardState::register_sparse(const RequestHead& h, Reader& meta) {
   t.dim = dim;
   t.init = init;
   t.opt = opt;
+  t.rows = RowStore(dim, opt.state_slots());
   sparse_.emplace(name, std::move(t));
   return true;
 }
@@ -148,13 +153,17 @@ void ShardState::check_rows(const SparseTable& t, const RequestHead& h, const in
   }
 }
 
-Row& ShardState::row(SparseTable& t, int64_t id) {
-  auto it = t.rows.find(id);
-  if (it != t.rows.end()) return it->second;
-  Row r;
-  r.data.assign(size_t(t.dim) * (1 + t.opt.state_slots()), 0.0f);
-  init_row(t.init, id, r.data.data(), t.dim);
-  return t.rows.emplace(id, std::move(r)).first->second;
+float* ShardState::row(SparseTable& t, int64_t id) {
+  return t.rows.find_or_create(id, [&](float* r) {
+    init_row(t.init, id, r, t.dim);
+    std::fill(r + t.dim, r + t.rows.row_floats(), 0.0f);
+  });
+}
+
+void ShardState::apply_row(SparseTable& t, float* r, const float* grad) {
+  int64_t& step = RowStore::step(r);
+  step += 1;
+  apply_update(t.opt, r, r + t.dim, grad, t.dim, step);
 }
 
 void ShardState::apply_dense(DenseKey& k, const float* grad) {
@@ -163,10 +172,13 @@ void ShardState::apply_dense(DenseKey& k, const float* grad) {
 }
 
 void ShardState::apply_rows(SparseTable& t, const std::map<int64_t, std::vector<float>>& grads) {
+  // Every row first (created in id order), then the updates, as push_rows does.
+  batch_.clear();
+  for (const auto& [id, g] : grads) batch_.push_back(row(t, id));
+  size_t i = 0;
   for (const auto& [id, g] : grads) {
-    Row& r = row(t, id);
-    r.step += 1;
-    apply_update(t.opt, r.data.data(), r.data.data() + t.dim, g.data(), t.dim, r.step);
+    if (i + kRowAhead < batch_.size()) t.rows.prefetch_row(batch_[i + kRowAhead]);
+    apply_row(t, batch_[i++], g.data());
   }
 }
 
@@ -231,10 +243,18 @@ void ShardState::push_rows(const RequestHead& h, const int64_t* ids, const float
   SparseTable& t = table(h, "push_rows");
   check_rows(t, h, ids, n, "push_rows");
   if (cfg_.mode != Mode::kBsp) {
+    // Resolve every id first (creating rows in request order) with the index lookups
+    // prefetched ahead, then update the rows in request order (a repeated id is updated once
+    // per occurrence, as if the rows were looked up one at a time). Rows never move, so the
+    // pointers stay valid while later ids create rows.
+    batch_.resize(n);
     for (size_t i = 0; i < n; ++i) {
-      Row& r = row(t, ids[i]);
-      r.step += 1;
-      apply_update(t.opt, r.data.data(), r.data.data() + t.dim, grads + i * t.dim, t.dim, r.step);
+      if (i + kIndexAhead < n) t.rows.prefetch_index(ids[i + kIndexAhead]);
+      batch_[i] = row(t, ids[i]);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kRowAhead < n) t.rows.prefetch_row(batch_[i + kRowAhead]);
+      apply_row(t, batch_[i], grads + i * t.dim);
     }
     return;
   }
@@ -297,18 +317,21 @@ bool ShardState::pull_rows(const RequestHead& h, const int64_t* ids, size_t n, B
   if (!read_ready(t.last_applied, earliest, h.clock, false, why)) return false;
   out->resize(n * t.dim * sizeof(float));
   float* dst = reinterpret_cast<float*>(out->data());
-  std::vector<float> fresh(t.dim);
+  batch_.resize(n);
   for (size_t i = 0; i < n; ++i) {
+    if (i + kIndexAhead < n) t.rows.prefetch_index(ids[i + kIndexAhead]);
+    batch_[i] = t.rows.find(ids[i]);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (i + kRowAhead < n && batch_[i + kRowAhead]) t.rows.prefetch_params(batch_[i + kRowAhead]);
     // Reads do not create rows (only pushes do, so the WAL replays every creation); an
     // untouched row reads as its initial value.
-    auto it = t.rows.find(ids[i]);
-    const float* src = fresh.data();
-    if (it != t.rows.end()) {
-      src = it->second.data.data();
+    float* out_row = dst + i * t.dim;
+    if (batch_[i]) {
+      memcpy(out_row, batch_[i], t.dim * sizeof(float));
     } else {
-      init_row(t.init, ids[i], fresh.data(), t.dim);
+      init_row(t.init, ids[i], out_row, t.dim);
     }
-    memcpy(dst + i * t.dim, src, t.dim * sizeof(float));
   }
   return true;
 }

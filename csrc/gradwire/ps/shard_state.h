@@ -7,13 +7,13 @@
 #include <cstdint>
 #include <map>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "gradwire/ps/consistency.h"
 #include "gradwire/ps/initializer.h"
 #include "gradwire/ps/messages.h"
 #include "gradwire/ps/optimizer.h"
+#include "gradwire/ps/row_store.h"
 
 namespace gw {
 namespace ps {
@@ -51,17 +51,12 @@ struct DenseKey {
   std::map<uint64_t, PendingDense> pending;
 };
 
-struct Row {
-  std::vector<float> data;  // dim parameters, then opt.state_slots() * dim state
-  int64_t step = 0;
-};
-
 struct SparseTable {
   int64_t num_rows = 0;
   uint32_t dim = 0;
   InitSpec init;
   OptSpec opt;
-  std::unordered_map<int64_t, Row> rows;
+  RowStore rows;  // the rows pushed so far: dim parameters, then opt.state_slots() * dim state
   int64_t last_applied = -1;
   std::map<uint64_t, PendingRows> pending;
 };
@@ -104,7 +99,10 @@ class ShardState {
   SparseTable& table(const RequestHead& h, const char* op);
   void check_rows(const SparseTable& t, const RequestHead& h, const int64_t* ids, size_t n,
                   const char* op) const;
-  Row& row(SparseTable& t, int64_t id);
+  // The row of `id`, created (from the table's initializer, zero state) when absent.
+  float* row(SparseTable& t, int64_t id);
+  // One optimizer step on a row.
+  void apply_row(SparseTable& t, float* row, const float* grad);
   void apply_dense(DenseKey& k, const float* grad);
   void apply_rows(SparseTable& t, const std::map<int64_t, std::vector<float>>& grads);
   // BSP: applies every buffered update that is complete or whose clock every worker passed.
@@ -118,6 +116,7 @@ class ShardState {
   std::map<std::string, DenseKey> dense_;
   std::map<std::string, SparseTable> sparse_;
   std::map<uint64_t, uint64_t> last_mseq_;  // session -> last applied mutation
+  std::vector<float*> batch_;               // the rows of the request being served
 };
 
 }  // namespace ps
