@@ -173,6 +173,8 @@ void register_compress(py::module_& m) {
   m.def("residual_clear", [](C& c) { c.residuals().clear(); });
   m.def("residual_squared_norm",
         [](C& c, const std::string& key) { return c.residuals().squared_norm(key); });
+  m.def("residual_input_squared_norm",
+        [](C& c, const std::string& key) { return c.residuals().input_squared_norm(key); });
 }
 
 }  // namespace gw

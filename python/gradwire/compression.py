@@ -308,6 +308,11 @@ def residual_norm(key: str, group=None) -> float:
     return _C.residual_squared_norm(_group(group).communicator, key) ** 0.5
 
 
+def input_norm(key: str, group=None) -> float:
+    """L2 norm of the last input compensated under ``key`` (before its residual was added)."""
+    return _C.residual_input_squared_norm(_group(group).communicator, key) ** 0.5
+
+
 class _CallableModule(types.ModuleType):
     """Lets ``gradwire.compression("int8")`` work while ``gradwire.compression.Codec`` does too."""
 

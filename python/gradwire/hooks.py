@@ -194,12 +194,12 @@ def compressed(
         with _compression.compression(None):  # dense even on a group with a default codec
             fut = dist.all_reduce(buf, group=pg, async_op=True).get_future()
         return fut.then(lambda f: f.value()[0].div_(world))
-    grad_norm = float(buf.detach().float().norm())
     work = _compressed.allreduce(pg, buf, state.codec, state.key(index), True, None, [buf])
 
     def done(f):
         out = f.value()[0]
-        state.observe(index, grad_norm)
+        # The engine's error-feedback pass measured the bucket's norm on the way (no extra pass).
+        state.observe(index, _compression.input_norm(state.key(index), state.group))
         return out
 
     return work.get_future().then(done)

@@ -72,11 +72,13 @@ void roundtrip_with_feedback(const CompressedCall& c, float* x, size_t count, co
   c.residuals->with_residual(c.key, count, [&](float* res) {
     std::vector<float> compensated(kTile);
     std::vector<uint8_t> enc(encoded_bytes(spec, kTile));
+    ResidualStore::Norms norms;
     for (size_t i = 0; i < segs.len.size(); ++i) {
       for (size_t t = 0; t < segs.len[i]; t += kTile) {
         const size_t off = segs.offset[i] + t, n = std::min(kTile, segs.len[i] - t);
         float* xs = x + off;
         float* rs = res + off;
+        norms.input_sq += sum_of_squares(xs, n);
         for (size_t j = 0; j < n; ++j) compensated[j] = xs[j] += rs[j];
         encode(spec, xs, n, enc.data(), seed, off);
         decode(spec, enc.data(), n, xs, seed, false);
@@ -84,8 +86,10 @@ void roundtrip_with_feedback(const CompressedCall& c, float* x, size_t count, co
           float d = compensated[j] - xs[j];
           rs[j] = std::isfinite(d) ? d : 0.0f;
         }
+        norms.residual_sq += sum_of_squares(rs, n);
       }
     }
+    return norms;
   });
 }
 

@@ -4,10 +4,22 @@
 
 namespace gw {
 
+double sum_of_squares(const float* x, size_t n) {
+  float acc[8] = {};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; ++k) acc[k] += x[i + k] * x[i + k];
+  double s = 0;
+  for (; i < n; ++i) s += double(x[i]) * x[i];
+  for (float a : acc) s += a;
+  return s;
+}
+
 void ResidualStore::compensate(const std::string& key, float* x, size_t n) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<float>& r = residuals_[key];
   if (r.size() != n) r.assign(n, 0.0f);
+  norms_[key].input_sq = sum_of_squares(x, n);
   for (size_t i = 0; i < n; ++i) x[i] += r[i];
 }
 
@@ -20,14 +32,15 @@ void ResidualStore::update(const std::string& key, const float* compensated, con
     float d = compensated[i] - sent[i];
     r[i] = std::isfinite(d) ? d : 0.0f;
   }
+  norms_[key].residual_sq = sum_of_squares(r.data(), n);
 }
 
 void ResidualStore::with_residual(const std::string& key, size_t n,
-                                  const std::function<void(float*)>& fn) {
+                                  const std::function<Norms(float*)>& fn) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<float>& r = residuals_[key];
   if (r.size() != n) r.assign(n, 0.0f);
-  fn(r.data());
+  norms_[key] = fn(r.data());
 }
 
 std::vector<std::string> ResidualStore::keys() const {
@@ -50,26 +63,32 @@ std::vector<float> ResidualStore::get(const std::string& key) const {
 
 void ResidualStore::set(const std::string& key, std::vector<float> residual) {
   std::lock_guard<std::mutex> lock(mu_);
+  norms_[key] = Norms{0, sum_of_squares(residual.data(), residual.size())};
   residuals_[key] = std::move(residual);
 }
 
 void ResidualStore::erase(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   residuals_.erase(key);
+  norms_.erase(key);
 }
 
 void ResidualStore::clear() {
   std::lock_guard<std::mutex> lock(mu_);
   residuals_.clear();
+  norms_.clear();
 }
 
 double ResidualStore::squared_norm(const std::string& key) const {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = residuals_.find(key);
-  double s = 0;
-  if (it != residuals_.end())
-    for (float v : it->second) s += double(v) * v;
-  return s;
+  auto it = norms_.find(key);
+  return it == norms_.end() || !residuals_.count(key) ? 0.0 : it->second.residual_sq;
+}
+
+double ResidualStore::input_squared_norm(const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = norms_.find(key);
+  return it == norms_.end() ? 0.0 : it->second.input_sq;
 }
 
 }  // namespace gw

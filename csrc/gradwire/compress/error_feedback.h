@@ -22,6 +22,9 @@
 
 namespace gw {
 
+// Sum of x[i]^2 (eight float partial sums, so that the loop vectorizes; summed in double).
+double sum_of_squares(const float* x, size_t n);
+
 class ResidualStore {
  public:
   // x[i] += residual[i]; creates a zero residual of length n when missing or mis-sized.
@@ -31,7 +34,11 @@ class ResidualStore {
 
   // Runs fn(residual) on the residual of `key` under the store's lock, creating a zero one of
   // length n when missing or mis-sized: for passes that compensate and update tile by tile.
-  void with_residual(const std::string& key, size_t n, const std::function<void(float*)>& fn);
+  // fn returns the squared L2 norms of the input it compensated and of the new residual.
+  struct Norms {
+    double input_sq = 0, residual_sq = 0;
+  };
+  void with_residual(const std::string& key, size_t n, const std::function<Norms(float*)>& fn);
 
   std::vector<std::string> keys() const;
   bool has(const std::string& key) const;
@@ -39,12 +46,16 @@ class ResidualStore {
   void set(const std::string& key, std::vector<float> residual);
   void erase(const std::string& key);
   void clear();
-  // Squared L2 norm of one residual (0 for an unknown key).
+  // Squared L2 norm of one residual (0 for an unknown key); kept from the pass that wrote it.
   double squared_norm(const std::string& key) const;
+  // Squared L2 norm of the input the last compensate of `key` saw (before compensation): what
+  // the DDP fallback policy compares the residual with, without another pass over the data.
+  double input_squared_norm(const std::string& key) const;
 
  private:
   mutable std::mutex mu_;
   std::map<std::string, std::vector<float>> residuals_;
+  std::map<std::string, Norms> norms_;  // per key, from the pass that wrote the residual
 };
 
 }  // namespace gw
