@@ -63,7 +63,7 @@ size_t OptSpec::state_slots() const {
 // switch, and loops the compiler vectorizes (CMakeLists.txt builds this file without errno
 // semantics for std::sqrt, which would otherwise keep the Adagrad and Adam loops scalar).
 void apply_update(const OptSpec& opt, float* param, float* state, const float* grad, size_t n,
-                  int64_t step) {
+                  int64_t step, size_t slot_stride) {
   const float lr = float(opt.lr);
   switch (opt.kind) {
     case OptKind::kSgd:
@@ -93,7 +93,7 @@ void apply_update(const OptSpec& opt, float* param, float* state, const float* g
       const float step_size = float(opt.lr / bc1);
       const float bc2_sqrt = float(std::sqrt(bc2));
       float* m = state;
-      float* v = state + n;
+      float* v = state + (slot_stride ? slot_stride : n);
       for (size_t i = 0; i < n; ++i) {
         m[i] = b1 * m[i] + (1 - b1) * grad[i];
         v[i] = b2 * v[i] + (1 - b2) * grad[i] * grad[i];

@@ -36,10 +36,12 @@ struct OptSpec {
   size_t state_slots() const;
 };
 
-// One optimizer step on n parameters. `state` holds state_slots() * n floats (slot-major);
-// `step` is the 1-based count of steps taken by these parameters, this one included.
+// One optimizer step on n parameters. `state` holds state_slots() slots of n floats each,
+// `slot_stride` floats apart (0: n, the slots back to back; a tile of a longer vector passes
+// the vector's length); `step` is the 1-based count of steps taken by these parameters, this
+// one included.
 void apply_update(const OptSpec& opt, float* param, float* state, const float* grad, size_t n,
-                  int64_t step);
+                  int64_t step, size_t slot_stride = 0);
 
 }  // namespace ps
 }  // namespace gw

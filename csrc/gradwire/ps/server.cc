@@ -347,15 +347,20 @@ void Server::handle(const std::shared_ptr<Peer>& peer, Message& m) {
       return;
     }
     std::unique_lock<std::mutex> lk(mu_);
+    Bytes fused;  // ASP push_pull: the value right after this push (ShardState::push)
+    uint64_t min_clock = 0;
     if (!state_.already_applied(h)) {
-      apply_mutation(op, h, meta, m);
+      apply_mutation(op, h, meta, m, op == PsOp::kPushPull ? &fused : nullptr);
       state_.mark_applied(h);
+      min_clock = state_.min_clock();
       uint64_t end = wal_ ? wal_->append(uint32_t(op), m.payload) : 0;
       retry_parked(&out);
       lk.unlock();
       if (wal_) wal_->sync(end);
     }
-    if (op == PsOp::kPushPull) {
+    if (op == PsOp::kPushPull && !fused.empty()) {
+      out.push_back({peer, m.seq, PsStatus::kOk, read_reply_meta(min_clock), std::move(fused)});
+    } else if (op == PsOp::kPushPull) {
       if (!lk.owns_lock()) lk.lock();
       if (!try_read(peer, m, &out)) {
         parked_.push_back(std::make_unique<Parked>(Parked{peer, std::move(m)}));
@@ -451,13 +456,14 @@ bool Server::register_key(PsOp op, const RequestHead& h, Reader& meta, const Mes
   return state_.register_sparse(h, meta);
 }
 
-void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const Message& m) {
+void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const Message& m,
+                            Bytes* snapshot) {
   switch (op) {
     case PsOp::kPush:
     case PsOp::kPushPull: {
       // The meta of a dense push ends after its head, but for the padding (< 8 bytes).
       if (meta.remaining() < 8) {
-        state_.push(h, reinterpret_cast<const float*>(m.data()), m.data_bytes() / 4);
+        state_.push(h, reinterpret_cast<const float*>(m.data()), m.data_bytes() / 4, snapshot);
         return;
       }
       // A compressed push: the meta ends with the codec and its seed (ps/push_codec.h).
@@ -473,7 +479,7 @@ void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const M
       size_t n = it == state_.dense().end() ? 0 : it->second.shard_elems;
       std::vector<float> grad(n);
       if (n) decode_push(spec, seed, m.data(), m.data_bytes(), n, grad.data(), what);
-      state_.push(h, grad.data(), n);  // an unknown key fails here, with the usual message
+      state_.push(h, grad.data(), n, snapshot);  // an unknown key fails here as usual
       return;
     }
     case PsOp::kPushRows: {

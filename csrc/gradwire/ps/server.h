@@ -64,7 +64,9 @@ class Server {
   void drain(std::shared_ptr<Peer> peer);
   void handle(const std::shared_ptr<Peer>& peer, Message& m);
   // The state change of a mutation (push, push_rows, clock), live or replayed.
-  void apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const Message& m);
+  // push_pull may pass `snapshot` (ShardState::push).
+  void apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const Message& m,
+                      Bytes* snapshot = nullptr);
   // False when a non-root registration must wait for worker 0's.
   bool register_key(PsOp op, const RequestHead& h, Reader& meta, const Message& m);
   // Applies a logged mutation during replay (no parking, no log).

@@ -166,9 +166,24 @@ void ShardState::apply_row(SparseTable& t, float* r, const float* grad) {
   apply_update(t.opt, r, r + t.dim, grad, t.dim, step);
 }
 
-void ShardState::apply_dense(DenseKey& k, const float* grad) {
+void ShardState::apply_dense(DenseKey& k, const float* grad, Bytes* snapshot) {
   k.step += 1;
-  apply_update(k.opt, k.value.data(), k.state.data(), grad, k.shard_elems, k.step);
+  if (!snapshot) {
+    apply_update(k.opt, k.value.data(), k.state.data(), grad, k.shard_elems, k.step);
+    return;
+  }
+  // Tiles of 64 KiB: each is copied out while the update has it in cache. The optimizers are
+  // element-wise, so the values are those of one call over the whole shard.
+  constexpr size_t kTile = 16384;
+  const size_t n = k.shard_elems;
+  snapshot->resize(n * sizeof(float));
+  float* out = reinterpret_cast<float*>(snapshot->data());
+  for (size_t off = 0; off < n; off += kTile) {
+    const size_t len = std::min(kTile, n - off);
+    float* state = k.state.empty() ? nullptr : k.state.data() + off;
+    apply_update(k.opt, k.value.data() + off, state, grad + off, len, k.step, n);
+    memcpy(out + off, k.value.data() + off, len * sizeof(float));
+  }
 }
 
 void ShardState::apply_rows(SparseTable& t, const std::map<int64_t, std::vector<float>>& grads) {
@@ -217,13 +232,13 @@ void ShardState::drain_pending(SparseTable& t) {
   }
 }
 
-void ShardState::push(const RequestHead& h, const float* grad, size_t n) {
+void ShardState::push(const RequestHead& h, const float* grad, size_t n, Bytes* snapshot) {
   DenseKey& k = dense_key(h, "push");
   GW_CHECK_ARG(n == k.shard_elems, "push('", h.key, "'): ", n, " gradient elements for shard ",
                cfg_.shard_id, ", expected ", k.shard_elems, " (tensor shape ", shape_str(k.shape),
                ")");
   if (cfg_.mode != Mode::kBsp) {
-    apply_dense(k, grad);
+    apply_dense(k, grad, cfg_.mode == Mode::kAsp ? snapshot : nullptr);
     return;
   }
   // A late push (its clock already passed by every worker) drains right away, alone.
