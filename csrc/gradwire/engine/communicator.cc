@@ -64,6 +64,7 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
   m.deadline = deadline_after(opts.timeout_seconds);
   m.transport = cfg.transport;
   m.shm_ring_bytes = cfg.shm_ring_bytes;
+  m.mailbox_bytes = cfg.small_msg_bytes;
   m.stream.max_frame_bytes = cfg.max_frame_bytes;
   m.stream.probe_seconds = cfg.probe_seconds;
   m.stream.spin_seconds = cfg.spin_microseconds * 1e-6;
