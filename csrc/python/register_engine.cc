@@ -186,6 +186,7 @@ void register_engine(py::module_& m) {
         d["bytes_sent"] = s.bytes_sent;
         d["bytes_received"] = s.bytes_received;
         d["bytes_single_copy"] = s.bytes_single_copy;
+        d["mailbox_messages"] = s.mailbox_messages;
         d["compressed_ops"] = s.compressed_ops;
         d["compressed_raw_bytes"] = s.compressed_raw_bytes;
         d["compressed_wire_bytes"] = s.compressed_wire_bytes;

@@ -128,6 +128,7 @@ CommStats Communicator::stats() const {
   s.bytes_sent = bytes_sent_.load();
   s.bytes_received = bytes_received_.load();
   s.bytes_single_copy = bytes_single_copy_.load();
+  s.mailbox_messages = mailbox_messages_.load();
   s.compressed_ops = compressed_ops_.load();
   s.compressed_raw_bytes = compressed_raw_.load();
   s.compressed_wire_bytes = compressed_wire_.load();
@@ -201,6 +202,7 @@ std::exception_ptr Communicator::run_op(const OpFingerprint& fp, F& body) {
   bytes_sent_.store(transport_->bytes_sent());
   bytes_received_.store(transport_->bytes_received());
   bytes_single_copy_.store(transport_->bytes_single_copy());
+  mailbox_messages_.store(transport_->mail_messages());
   (err ? ops_failed_ : ops_completed_).fetch_add(1);
   return err;
 }

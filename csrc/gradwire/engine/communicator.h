@@ -50,6 +50,7 @@ struct CommStats {
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   uint64_t bytes_single_copy = 0;  // received by single copy from same-host peers
+  uint64_t mailbox_messages = 0;   // small messages sent through same-host mailboxes
   // Compressed collectives: ops, the bytes a dense ring would have sent, the bytes sent.
   uint64_t compressed_ops = 0;
   uint64_t compressed_raw_bytes = 0;
@@ -176,6 +177,7 @@ class Communicator {
 
   std::atomic<uint64_t> ops_completed_{0}, ops_failed_{0};
   std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0}, bytes_single_copy_{0};
+  std::atomic<uint64_t> mailbox_messages_{0};
   std::atomic<uint64_t> compressed_ops_{0}, compressed_raw_{0}, compressed_wire_{0};
   ResidualStore residuals_;
 };

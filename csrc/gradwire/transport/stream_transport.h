@@ -71,6 +71,7 @@ class StreamTransport : public Transport {
   uint64_t bytes_sent() const override { return bytes_sent_; }
   uint64_t bytes_received() const override { return bytes_received_; }
   uint64_t bytes_single_copy() const override { return bytes_single_copy_; }
+  uint64_t mail_messages() const override { return mail_messages_; }
   // "shm" / "tcp" per peer ("self" for this rank), for diagnostics.
   std::vector<std::string> channel_kinds() const;
 
@@ -240,6 +241,7 @@ class StreamTransport : public Transport {
   uint64_t bytes_sent_ = 0;
   uint64_t bytes_received_ = 0;
   uint64_t bytes_single_copy_ = 0;
+  uint64_t mail_messages_ = 0;
 };
 
 }  // namespace gw

@@ -61,6 +61,7 @@ void StreamTransport::mail_send(int dst, const MsgKey& key, const OpFingerprint&
   p.mail_sent = k;
   p.mail.peer_bell->ring_if_sleeping();
   bytes_sent_ += bytes;
+  ++mail_messages_;
 }
 
 void StreamTransport::mail_recv(int src, const MsgKey& key, const OpFingerprint& fp, void* data,

@@ -93,6 +93,8 @@ class Transport {
   virtual uint64_t bytes_received() const = 0;
   // Of bytes_received, those read straight from a same-host sender's memory (single copy).
   virtual uint64_t bytes_single_copy() const { return 0; }
+  // Messages sent through mailboxes.
+  virtual uint64_t mail_messages() const { return 0; }
 };
 
 }  // namespace gw
