@@ -21,6 +21,8 @@ class Channel {
   virtual bool shared_memory() const = 0;
   // Shared memory only: true when the peer's socket says it is gone (checked after draining).
   virtual bool peer_gone(std::string* why) { return false; }
+  // False only when a read now would certainly return nothing (cheap to ask).
+  virtual bool may_have_input() const { return true; }
   // Stop sending; the peer reads what was sent, then end of stream.
   virtual void shutdown_write() = 0;
   virtual const char* kind() const = 0;

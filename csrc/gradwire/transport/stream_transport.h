@@ -169,6 +169,7 @@ class StreamTransport : public Transport {
   void cma_read_into(Peer& p, const CmaOffer& offer, PostedRecv& r);
   // Mailboxes (stream_transport_mail.cc).
   void mail_wait(Peer& p, bool sending, uint64_t k);
+  void begin_mail_op();
   void check_mail(const Peer& p, const shm::MailHeader& m, const MsgKey& key,
                   const OpFingerprint& fp, size_t bytes);
   // Fails on a message in a mailbox that no mailbox receive of the current op will take.

@@ -16,7 +16,9 @@
 //    in, or (a peer being one op ahead) that of its next op.
 //  * Waiting spins (yielding the core when ranks outnumber cores), serving the rings now and
 //    then so aborts, probes and frames of a mismatched op are seen, then sleeps on this rank's
-//    doorbell; every wait has the op's deadline, and a dead peer fails it.
+//    doorbell; every wait has the op's deadline, and a dead peer fails it. An op's first
+//    mailbox call also serves frames already waiting in the rings, since a mailbox op may
+//    complete without waiting at all.
 #include <sched.h>
 #include <string.h>
 
@@ -46,7 +48,7 @@ void StreamTransport::mail_send(int dst, const MsgKey& key, const OpFingerprint&
   GW_ENFORCE(mail_bytes_ > 0 && bytes <= mail_bytes_, "mail_send of ", bytes,
              " bytes with mailboxes of ", mail_bytes_);
   check_open(p);
-  mail_op_ = true;
+  if (!mail_op_) begin_mail_op();
   const uint64_t k = p.mail_sent + 1;
   if (!p.mail.out.free_for(k)) mail_wait(p, true, k);
   shm::MailHeader meta;
@@ -70,7 +72,7 @@ void StreamTransport::mail_recv(int src, const MsgKey& key, const OpFingerprint&
   Peer& p = peer(src);
   GW_ENFORCE(mail_bytes_ > 0 && bytes <= mail_bytes_, "mail_recv of ", bytes,
              " bytes with mailboxes of ", mail_bytes_);
-  mail_op_ = true;
+  if (!mail_op_) begin_mail_op();
   const uint64_t k = p.mail_taken + 1;
   if (p.mail.in.posted() < k) mail_wait(p, false, k);
   check_mail(p, p.mail.in.meta(), key, fp, bytes);
@@ -83,6 +85,20 @@ void StreamTransport::mail_recv(int src, const MsgKey& key, const OpFingerprint&
   p.mail_taken = k;
   p.mail.peer_bell->ring_if_sleeping();  // the peer may wait to put its next message
   bytes_received_ += bytes;
+}
+
+// The op's first mailbox call. A mailbox op may complete without ever waiting, and so without
+// reading the rings; frames waiting there are handled now, as the first wait of an op over
+// frames would: an ABORT fails the op, and a frame of an earlier op or of this one (a peer that
+// ran an op differently, e.g. both ranks as broadcast root) is the mismatch it is.
+void StreamTransport::begin_mail_op() {
+  mail_op_ = true;
+  for (auto& p : peers_) {
+    if (p.open && p.ch->may_have_input()) {
+      progress();
+      return;
+    }
+  }
 }
 
 // Sending: until the peer has taken our message k - 1. Receiving: until its message k is in our

@@ -22,6 +22,7 @@ class ShmChannel : public Channel {
   int fd() const override { return sock_.fd(); }
   bool shared_memory() const override { return true; }
   bool peer_gone(std::string* why) override;
+  bool may_have_input() const override { return !in_.empty(); }
   void shutdown_write() override;
   const char* kind() const override { return "shm"; }
 
