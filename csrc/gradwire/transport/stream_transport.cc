@@ -38,7 +38,10 @@ StreamTransport::StreamTransport(int rank, int size, std::vector<std::unique_ptr
       mail_bytes_(mail.empty() ? 0 : mail_bytes) {
   GW_ENFORCE(int(channels.size()) == size, "need one channel slot per rank");
   GW_ENFORCE(mail.empty() || int(mail.size()) == size, "need one mail link slot per rank");
-  if (own_segment_) bell_ = own_segment_->bell();
+  if (own_segment_) {
+    bell_ = own_segment_->bell();
+    own_cpu_ = own_segment_->cpu_hint();
+  }
   GW_ENFORCE(mail_bytes_ == 0 || bell_ != nullptr, "mailboxes need this rank's segment");
   for (int r = 0; r < size; ++r) {
     peers_[r].rank = r;
@@ -247,8 +250,24 @@ void StreamTransport::unclaimed(const Peer& p, const OpFingerprint& theirs,
                           " does not expect"));
 }
 
+// The CPU this rank runs on now, published as its hint when it changed.
+int StreamTransport::publish_cpu() {
+  int cpu = sched_getcpu();
+  if (own_cpu_ && own_cpu_->load(std::memory_order_relaxed) != cpu) {
+    own_cpu_->store(cpu, std::memory_order_relaxed);
+  }
+  return cpu;
+}
+
+bool StreamTransport::shares_core(const Peer& p, int cpu) const {
+  const std::atomic<int32_t>* hint = p.open ? p.ch->peer_cpu() : nullptr;
+  return hint != nullptr && hint->load(std::memory_order_relaxed) == cpu;
+}
+
 void StreamTransport::wait(Request* req) {
   auto idle_since = Clock::now();
+  bool yielding = yield_;
+  uint32_t idle_rounds = 0;
   while (!req->done) {
     throw_if_failed();
     uint32_t bell = bell_ ? bell_->value() : 0;  // read before looking, so no ring is missed
@@ -259,9 +278,19 @@ void StreamTransport::wait(Request* req) {
     auto now = Clock::now();
     if (now >= deadline_) on_timeout();
     if (now - idle_since < spin_) {
-      // Spin briefly: the next chunk is usually close. When ranks outnumber cores, yield while
-      // spinning, so a peer that is runnable but waiting for a core gets this one.
-      if (yield_) sched_yield();
+      // Spin briefly: the next chunk is usually close. Yield while spinning when a peer may be
+      // runnable but waiting for this very core: always when ranks outnumber cores, and when a
+      // shared-memory peer last waited on this CPU. The second case arises with other work on
+      // the machine: ranks that sleep as often as they do here get placed on one core by the
+      // scheduler, and a spin that does not yield there costs its whole length per message
+      // (an allreduce of 1 us took 2 x GRADWIRE_SPIN_US for whole runs). Peers are checked on
+      // the first idle round and every 64th, not on every one.
+      if (!yield_ && idle_rounds++ % 64 == 0 && shm_peers_ > 0) {
+        int cpu = publish_cpu();
+        yielding = false;
+        for (auto& p : peers_) yielding = yielding || shares_core(p, cpu);
+      }
+      if (yielding) sched_yield();
       continue;
     }
     block(bell, ms_until(deadline_));

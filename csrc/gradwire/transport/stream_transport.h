@@ -213,6 +213,11 @@ class StreamTransport : public Transport {
   const double probe_seconds_;
   const Clock::duration spin_;
   const bool yield_;
+  // Whether a spinning wait yields its core (see wait()): always when ranks outnumber cores,
+  // else when a peer it waits for last waited on this CPU. own_cpu_ is our shm::CpuHint.
+  std::atomic<int32_t>* own_cpu_ = nullptr;
+  int publish_cpu();
+  bool shares_core(const Peer& p, int cpu) const;
   const size_t cma_min_bytes_;
   std::vector<Peer> peers_;
   std::shared_ptr<shm::Segment> own_segment_;

@@ -14,11 +14,11 @@
 //  * Each message of an op is taken by its receiver within that op, and one message per pair
 //    is in flight, so a mailbox holds either nothing new, the message of the op the receiver is
 //    in, or (a peer being one op ahead) that of its next op.
-//  * Waiting spins (yielding the core when ranks outnumber cores), serving the rings now and
-//    then so aborts, probes and frames of a mismatched op are seen, then sleeps on this rank's
-//    doorbell; every wait has the op's deadline, and a dead peer fails it. An op's first
-//    mailbox call also serves frames already waiting in the rings, since a mailbox op may
-//    complete without waiting at all.
+//  * Waiting spins (yielding the core when ranks outnumber cores or the peer last waited on this
+//    CPU), serving the rings now and then so aborts, probes and frames of a mismatched op are
+//    seen, then sleeps on this rank's doorbell; every wait has the op's deadline, and a dead
+//    peer fails it. An op's first mailbox call also serves frames already waiting in the rings,
+//    since a mailbox op may complete without waiting at all.
 #include <sched.h>
 #include <string.h>
 
@@ -108,10 +108,12 @@ void StreamTransport::mail_wait(Peer& p, bool sending, uint64_t k) {
   auto ready = [&] { return sending ? p.mail.out.free_for(k) : p.mail.in.posted() >= k; };
   mail_waiting_for_ = p.rank;
   auto idle_since = Clock::now();
+  // Yield while spinning when the peer may be waiting for this core (see wait()).
+  bool yielding = yield_ || shares_core(p, publish_cpu());
   for (uint32_t round = 1;; ++round) {
     if (ready()) break;
     if (round % 16 != 0) {
-      if (yield_) sched_yield();  // ranks outnumber cores: let a runnable peer have this one
+      if (yielding) sched_yield();
       continue;
     }
     throw_if_failed();
@@ -124,6 +126,7 @@ void StreamTransport::mail_wait(Peer& p, bool sending, uint64_t k) {
     }
     auto now = Clock::now();
     if (now >= deadline_) on_timeout();
+    if (round % 256 == 0) yielding = yield_ || shares_core(p, publish_cpu());
     if (now - idle_since < spin_) continue;
     // Sleep on our doorbell: the peer rings it after putting or taking when it sees us armed,
     // and ring writes always ring it (doorbell.h, two-phase sleep).

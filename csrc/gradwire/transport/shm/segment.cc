@@ -24,6 +24,7 @@ struct Segment::Layout {
   uint64_t ring_bytes;
   uint64_t mailbox_bytes;  // payload capacity of each mailbox (0: none)
   Doorbell bell;
+  CpuHint cpu;
 };
 namespace {
 constexpr uint64_t kSegmentMagic = 0x47574d454d4853ull;  // "SHMEMWG"
@@ -70,7 +71,7 @@ Segment Segment::create(int slots, size_t ring_bytes, size_t mailbox_bytes, uint
   }
   s.owner_ = true;
   auto* layout =
-      new (s.base_) Layout{kSegmentMagic, uint32_t(slots), 0, ring_bytes, mailbox_bytes, {}};
+      new (s.base_) Layout{kSegmentMagic, uint32_t(slots), 0, ring_bytes, mailbox_bytes, {}, {}};
   (void)layout;
   auto* headers = reinterpret_cast<RingHeader*>(static_cast<char*>(s.base_) + sizeof(Layout));
   for (int i = 0; i < slots; ++i) new (&headers[i]) RingHeader();
@@ -133,6 +134,8 @@ void Segment::unlink() {
 }
 
 Doorbell* Segment::bell() const { return &static_cast<Layout*>(base_)->bell; }
+
+std::atomic<int32_t>* Segment::cpu_hint() const { return &static_cast<Layout*>(base_)->cpu.cpu; }
 
 Ring Segment::ring(int slot) const {
   auto* layout = static_cast<Layout*>(base_);

@@ -15,6 +15,13 @@
 namespace gw {
 namespace shm {
 
+// The CPU the segment's owner last waited on (-1: not yet), for peers deciding whether to yield
+// their core while they spin (stream_transport.h, "shares_core"). A hint: read and written
+// relaxed, possibly stale.
+struct alignas(64) CpuHint {
+  std::atomic<int32_t> cpu{-1};
+};
+
 class Segment {
  public:
   // Creates a new segment with `slots` rings of `ring_bytes` each and, unless mailbox_bytes is
@@ -34,6 +41,7 @@ class Segment {
   bool valid() const { return base_ != nullptr; }
   const std::string& name() const { return name_; }
   Doorbell* bell() const;
+  std::atomic<int32_t>* cpu_hint() const;
   Ring ring(int slot) const;
   size_t mailbox_bytes() const;  // as created (0: no mailboxes)
   Mailbox mailbox(int slot) const;
