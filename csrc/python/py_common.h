@@ -6,6 +6,7 @@
 #include <exception>
 #include <memory>
 
+#include "gradwire/engine/communicator.h"
 #include "gradwire/engine/work.h"
 
 namespace gw {
@@ -48,5 +49,10 @@ py::object submit_op(py::object cb, bool wait, F&& f) {
 
 // The Python exception object for a C++ error (GIL held).
 py::object to_py_exception(std::exception_ptr e);
+// Raises the C++ error as its Python exception (sets the error indicator; GIL held).
+void set_py_error(std::exception_ptr e);
+
+// comm.allreduce's direct synchronous path (fast_allreduce.cc).
+void register_fast_allreduce(py::class_<Communicator, std::shared_ptr<Communicator>>& cls);
 
 }  // namespace gw

@@ -63,9 +63,8 @@ void register_engine(py::module_& m) {
       .def_property_readonly("description", &Work::description);
 
   using C = Communicator;
-  py::class_<C, std::shared_ptr<C>>(m, "Communicator")
-      .def(
-          py::init([](py::object store, int rank, int size, const std::string& name, double timeout,
+  py::class_<C, std::shared_ptr<C>> cls(m, "Communicator");
+  cls.def(py::init([](py::object store, int rank, int size, const std::string& name, double timeout,
                       const std::string& route_hint, const std::string& listen_host) {
             auto s = make_py_store(std::move(store));
             CommOptions opts;
@@ -187,11 +186,13 @@ void register_engine(py::module_& m) {
         d["bytes_sent"] = s.bytes_sent;
         d["bytes_received"] = s.bytes_received;
         d["bytes_single_copy"] = s.bytes_single_copy;
+        d["mailbox_messages"] = s.mailbox_messages;
         d["compressed_ops"] = s.compressed_ops;
         d["compressed_raw_bytes"] = s.compressed_raw_bytes;
         d["compressed_wire_bytes"] = s.compressed_wire_bytes;
         return d;
       });
+  register_fast_allreduce(cls);
 }
 
 }  // namespace gw

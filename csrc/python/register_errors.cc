@@ -31,6 +31,17 @@ std::pair<py::object, std::string> classify(std::exception_ptr e) {
 
 }  // namespace
 
+void set_py_error(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error&) {
+    auto [cls, msg] = classify(e);
+    PyErr_SetString(cls.ptr(), msg.c_str());
+  } catch (const std::exception& x) {
+    PyErr_SetString(PyExc_RuntimeError, x.what());  // as pybind11 translates them
+  }
+}
+
 py::object to_py_exception(std::exception_ptr e) {
   auto [cls, msg] = classify(e);
   return cls(msg);

@@ -73,6 +73,9 @@ class Communicator:
     def __init__(self, store, rank: int, size: int, name: str = "comm", timeout: float = 300.0):
         route = os.environ.get("MASTER_ADDR", "")
         self._c = _C.Communicator(store, rank, size, name, float(timeout), route, "")
+        # fn(array, op): a synchronous allreduce with its checks in C++; NotImplemented for
+        # anything but a C-contiguous array of a supported dtype and a lower-case op name.
+        self._allreduce_now = self._c.sync_allreduce_fn(_NP_CODES, _OPS)
         self._store = store
         self.rank, self.size = rank, size
 
@@ -99,6 +102,11 @@ class Communicator:
         return work if async_op else None
 
     def allreduce(self, a: np.ndarray, op: str = "sum", async_op: bool = False):
+        # The synchronous call is the latency-critical one: one C call that validates, runs the
+        # op on this thread when the communicator is idle (else behind its queue) and returns
+        # None. What it does not take goes the general way, which validates and raises.
+        if not async_op and self._allreduce_now(a, op) is None:
+            return None
         return self._run(
             self._c.allreduce(*_buf(a, "allreduce array"), _op(op), None, not async_op),
             async_op,

@@ -22,46 +22,109 @@ void allreduce_ring(const OpContext& ctx, void* buf_v, size_t count, DType dtype
   ring_allgather(ctx, buf, segs, dtype_size(dtype), 1);
 }
 
+namespace {
+
 // Recursive doubling over the largest power of two p <= n. The n - p extra ranks first fold
 // their data into a partner and get the result back at the end. Both sides of every exchange
-// reduce the same two operands, so every rank ends with bit-identical results.
-void allreduce_recursive_doubling(const OpContext& ctx, void* buf_v, size_t count, DType dtype,
-                                  ReduceOp op) {
+// reduce the same two operands, so every rank ends with bit-identical results. `Link` moves the
+// messages: as frames (FrameLink) or through mailboxes (MailLinkRD); the exchanges and the
+// operand order are the same, so both give bit-identical results too.
+template <typename Link>
+void recursive_doubling(const OpContext& ctx, char* buf, size_t count, DType dtype, ReduceOp op,
+                        Link& link) {
   const int n = ctx.size, r = ctx.rank;
-  const size_t bytes = count * dtype_size(dtype);
-  char* buf = static_cast<char*>(buf_v);
   int p2 = 1;
   while (p2 * 2 <= n) p2 *= 2;
   const int extra = n - p2;
   constexpr uint32_t kFoldTag = 0, kUnfoldTag = 1;
-  std::vector<char> tmp(bytes);
-  Request sreq, rreq;
   if (r >= p2) {
-    ctx.send(r - p2, kFoldTag, buf, bytes, &sreq);
-    ctx.recv(r - p2, kUnfoldTag, buf, bytes, &rreq);
-    ctx.wait(&sreq);
-    ctx.wait(&rreq);
+    link.send_then_recv(r - p2, kFoldTag, kUnfoldTag, buf);
     return;
   }
-  if (r < extra) {
-    ctx.recv(r + p2, kFoldTag, tmp.data(), bytes, &rreq);
+  if (r < extra) link.recv_reduce(r + p2, kFoldTag, buf);
+  uint32_t tag = 2;
+  for (int mask = 1; mask < p2; mask <<= 1, ++tag) link.exchange_reduce(r ^ mask, tag, buf);
+  if (op == ReduceOp::kAvg) divide_by(buf, count, dtype, n);
+  if (r < extra) link.send(r + p2, kUnfoldTag, buf);
+}
+
+// Posted sends and receives; the partner's data is staged in `tmp` because our buffer is being
+// sent while it arrives.
+struct FrameLink {
+  const OpContext& ctx;
+  size_t bytes, count;
+  DType dtype;
+  ReduceOp op;
+  std::vector<char> tmp;
+
+  void send_then_recv(int peer, uint32_t send_tag, uint32_t recv_tag, char* buf) {
+    Request sreq, rreq;
+    ctx.send(peer, send_tag, buf, bytes, &sreq);
+    ctx.recv(peer, recv_tag, buf, bytes, &rreq);
+    ctx.wait(&sreq);
+    ctx.wait(&rreq);
+  }
+  void recv_reduce(int peer, uint32_t tag, char* buf) {
+    Request rreq;
+    ctx.recv(peer, tag, tmp.data(), bytes, &rreq);
     ctx.wait(&rreq);
     reduce_into(buf, tmp.data(), count, dtype, op);
   }
-  uint32_t tag = 2;
-  for (int mask = 1; mask < p2; mask <<= 1, ++tag) {
-    int partner = r ^ mask;
+  void exchange_reduce(int partner, uint32_t tag, char* buf) {
+    Request sreq, rreq;
     ctx.recv(partner, tag, tmp.data(), bytes, &rreq);
     ctx.send(partner, tag, buf, bytes, &sreq);
     ctx.wait(&rreq);
     ctx.wait(&sreq);  // buf is about to change: the send must have left it
     reduce_into(buf, tmp.data(), count, dtype, op);
   }
-  if (op == ReduceOp::kAvg) divide_by(buf, count, dtype, n);
-  if (r < extra) {
-    ctx.send(r + p2, kUnfoldTag, buf, bytes, &sreq);
+  void send(int peer, uint32_t tag, const char* buf) {
+    Request sreq;
+    ctx.send(peer, tag, buf, bytes, &sreq);
     ctx.wait(&sreq);
   }
+};
+
+// Mailboxes (Transport::mail_send / mail_recv): a send has copied the buffer when it returns,
+// so the partner's data is reduced straight from the mailbox into it.
+struct MailLinkRD {
+  const OpContext& ctx;
+  size_t bytes;
+  DType dtype;
+  ReduceOp op;
+
+  void send_then_recv(int peer, uint32_t send_tag, uint32_t recv_tag, char* buf) {
+    send(peer, send_tag, buf);
+    ctx.transport->mail_recv(peer, MsgKey{ctx.seq, recv_tag}, ctx.fp, buf, bytes, false, dtype, op);
+  }
+  void recv_reduce(int peer, uint32_t tag, char* buf) {
+    ctx.transport->mail_recv(peer, MsgKey{ctx.seq, tag}, ctx.fp, buf, bytes, true, dtype, op);
+  }
+  void exchange_reduce(int partner, uint32_t tag, char* buf) {
+    send(partner, tag, buf);
+    recv_reduce(partner, tag, buf);
+  }
+  void send(int peer, uint32_t tag, const char* buf) {
+    ctx.transport->mail_send(peer, MsgKey{ctx.seq, tag}, ctx.fp, buf, bytes);
+  }
+};
+
+}  // namespace
+
+void allreduce_recursive_doubling(const OpContext& ctx, void* buf, size_t count, DType dtype,
+                                  ReduceOp op) {
+  const size_t bytes = count * dtype_size(dtype);
+  FrameLink link{ctx, bytes, count, dtype, op, std::vector<char>(bytes)};
+  recursive_doubling(ctx, static_cast<char*>(buf), count, dtype, op, link);
+}
+
+void allreduce_recursive_doubling_mail(const OpContext& ctx, void* buf, size_t count, DType dtype,
+                                       ReduceOp op) {
+  const size_t bytes = count * dtype_size(dtype);
+  GW_ENFORCE(bytes <= ctx.transport->mail_bytes(), "allreduce of ", bytes,
+             " bytes does not fit the mailboxes");
+  MailLinkRD link{ctx, bytes, dtype, op};
+  recursive_doubling(ctx, static_cast<char*>(buf), count, dtype, op, link);
 }
 
 AllreduceAlgo choose_allreduce_algo(const OpContext& ctx, size_t bytes) {
@@ -81,19 +144,28 @@ void allreduce(const OpContext& ctx, void* buf, size_t count, DType dtype, Reduc
   if (algo == AllreduceAlgo::kRing && count < size_t(ctx.size)) {
     algo = AllreduceAlgo::kRecursiveDoubling;  // fewer elements than ranks: ring segments empty
   }
+  // Recursive doubling whose messages fit the mailboxes uses them: every rank decides alike
+  // (mail_bytes() is the same on all ranks), and the result is the same as over frames.
+  const bool mail =
+      algo == AllreduceAlgo::kRecursiveDoubling && bytes <= ctx.transport->mail_bytes();
   if (log_enabled(LogLevel::kDebug)) {
     CostModel m = CostModel::for_context(ctx);
     double ring = m.ring_allreduce(ctx.size, bytes);
     double rd = m.recursive_doubling_allreduce(ctx.size, bytes);
     bool is_ring = algo == AllreduceAlgo::kRing;
     GW_LOG(kDebug, "allreduce seq ", ctx.seq, ": ", bytes, " B on ", ctx.size, " ranks over ",
-           m.link, ": ", is_ring ? "ring" : "recursive doubling", ", predicted ",
-           (is_ring ? ring : rd) * 1e3, " ms (", is_ring ? "recursive doubling " : "ring ",
-           (is_ring ? rd : ring) * 1e3, " ms)",
+           m.link, ": ",
+           is_ring ? "ring"
+           : mail  ? "recursive doubling (mailboxes)"
+                   : "recursive doubling",
+           ", predicted ", (is_ring ? ring : rd) * 1e3, " ms (",
+           is_ring ? "recursive doubling " : "ring ", (is_ring ? rd : ring) * 1e3, " ms)",
            ctx.config->algo == "auto" ? "" : " [pinned by GRADWIRE_ALGO]");
   }
   if (algo == AllreduceAlgo::kRing) {
     allreduce_ring(ctx, buf, count, dtype, op);
+  } else if (mail) {
+    allreduce_recursive_doubling_mail(ctx, buf, count, dtype, op);
   } else {
     allreduce_recursive_doubling(ctx, buf, count, dtype, op);
   }

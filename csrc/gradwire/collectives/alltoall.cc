@@ -35,10 +35,21 @@ void alltoall(const OpContext& ctx, const void* in_v, void* out_v,
   }
 }
 
+// Dissemination barrier: in step k every rank tells rank + k and hears from rank - k. Each step
+// uses another ordered pair of ranks, so through mailboxes (when the transport has them) each
+// pair carries at most one message per barrier, as mailboxes require.
 void barrier(const OpContext& ctx) {
   const int n = ctx.size, r = ctx.rank;
+  const bool mail = ctx.transport->mail_bytes() > 0;
   uint32_t tag = 0;
   for (int k = 1; k < n; k <<= 1, ++tag) {
+    if (mail) {
+      const MsgKey key{ctx.seq, tag};
+      ctx.transport->mail_send(ctx.mod(r + k), key, ctx.fp, nullptr, 0);
+      ctx.transport->mail_recv(ctx.mod(r - k), key, ctx.fp, nullptr, 0, false, DType::kUInt8,
+                               ReduceOp::kSum);
+      continue;
+    }
     Request sreq, rreq;
     ctx.recv(ctx.mod(r - k), tag, nullptr, 0, &rreq);
     ctx.send(ctx.mod(r + k), tag, nullptr, 0, &sreq);

@@ -18,6 +18,9 @@ void allreduce(const OpContext& ctx, void* buf, size_t count, DType dtype, Reduc
 void allreduce_ring(const OpContext& ctx, void* buf, size_t count, DType dtype, ReduceOp op);
 void allreduce_recursive_doubling(const OpContext& ctx, void* buf, size_t count, DType dtype,
                                   ReduceOp op);
+// The same exchanges through the transport's mailboxes; needs bytes <= transport->mail_bytes().
+void allreduce_recursive_doubling_mail(const OpContext& ctx, void* buf, size_t count, DType dtype,
+                                       ReduceOp op);
 AllreduceAlgo choose_allreduce_algo(const OpContext& ctx, size_t bytes);
 
 void broadcast(const OpContext& ctx, void* buf, size_t bytes, int root);

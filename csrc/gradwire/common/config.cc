@@ -76,6 +76,8 @@ Config Config::from_env() {
   c.shm_ring_bytes = env_bytes("GRADWIRE_SHM_RING_BYTES", c.shm_ring_bytes);
   c.spin_microseconds = env_seconds("GRADWIRE_SPIN_US", c.spin_microseconds);
   c.cma_min_bytes = env_bytes("GRADWIRE_CMA_MIN_BYTES", c.cma_min_bytes, true);
+  c.small_msg_bytes = env_bytes("GRADWIRE_SMALL_MSG_BYTES", c.small_msg_bytes, true);
+  GW_CHECK_ARG(c.small_msg_bytes <= (1u << 20), "GRADWIRE_SMALL_MSG_BYTES must be at most 1M");
   c.ps_block_elems = env_bytes("GRADWIRE_PS_BLOCK_ELEMS", c.ps_block_elems);
   if (const char* v = env("GRADWIRE_PS_WAL_SYNC")) {
     c.ps_wal_sync = v;

@@ -20,6 +20,8 @@ struct Config {
   std::string simd = "auto";            // GRADWIRE_SIMD: auto|generic (reduction kernels)
   double spin_microseconds = 50;        // GRADWIRE_SPIN_US: busy-wait before sleeping
   size_t cma_min_bytes = 0;  // GRADWIRE_CMA_MIN_BYTES: single copy from this size (0: off)
+  // GRADWIRE_SMALL_MSG_BYTES: same-host mailbox per peer pair for small allreduces (0: off)
+  size_t small_msg_bytes = 4 << 10;
   // Parameter server (docs/parameter-server.md).
   size_t ps_block_elems = 1 << 16;       // GRADWIRE_PS_BLOCK_ELEMS: dense partitioning block
   std::string ps_wal_sync = "write";     // GRADWIRE_PS_WAL_SYNC: write|fdatasync

@@ -64,6 +64,7 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
   m.deadline = deadline_after(opts.timeout_seconds);
   m.transport = cfg.transport;
   m.shm_ring_bytes = cfg.shm_ring_bytes;
+  m.mailbox_bytes = cfg.small_msg_bytes;
   m.stream.max_frame_bytes = cfg.max_frame_bytes;
   m.stream.probe_seconds = cfg.probe_seconds;
   m.stream.spin_seconds = cfg.spin_microseconds * 1e-6;
@@ -127,6 +128,7 @@ CommStats Communicator::stats() const {
   s.bytes_sent = bytes_sent_.load();
   s.bytes_received = bytes_received_.load();
   s.bytes_single_copy = bytes_single_copy_.load();
+  s.mailbox_messages = mailbox_messages_.load();
   s.compressed_ops = compressed_ops_.load();
   s.compressed_raw_bytes = compressed_raw_.load();
   s.compressed_wire_bytes = compressed_wire_.load();
@@ -182,13 +184,14 @@ void Communicator::run() {
   }
 }
 
-void Communicator::execute(Op& op) {
+template <typename F>
+std::exception_ptr Communicator::run_op(const OpFingerprint& fp, F& body) {
   std::exception_ptr err;
-  uint64_t seq = op.fp.kind == OpKind::kSendRecv ? seq_ : ++seq_;
+  uint64_t seq = fp.kind == OpKind::kSendRecv ? seq_ : ++seq_;
   try {
-    transport_->begin_op(seq, op.fp, deadline_after(timeout_seconds_.load()));
-    OpContext ctx{transport_.get(), rank_, size_, seq, op.fp, &Config::get()};
-    op.body(ctx);
+    transport_->begin_op(seq, fp, deadline_after(timeout_seconds_.load()));
+    OpContext ctx{transport_.get(), rank_, size_, seq, fp, &Config::get()};
+    body(ctx);
     transport_->end_op();
   } catch (const std::exception& e) {
     err = std::current_exception();
@@ -199,8 +202,29 @@ void Communicator::execute(Op& op) {
   bytes_sent_.store(transport_->bytes_sent());
   bytes_received_.store(transport_->bytes_received());
   bytes_single_copy_.store(transport_->bytes_single_copy());
+  mailbox_messages_.store(transport_->mail_messages());
   (err ? ops_failed_ : ops_completed_).fetch_add(1);
-  op.work->finish(err);
+  return err;
+}
+
+void Communicator::execute(Op& op) { op.work->finish(run_op(op.fp, op.body)); }
+
+template <typename F>
+bool Communicator::run_here(const OpFingerprint& fp, F& body, std::exception_ptr* err) {
+  if (executing_here()) {
+    *err = run_op(fp, body);  // issued from a completion callback: runs now (see the header)
+    return true;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  GW_CHECK_ARG(!stopping_, "communicator '", opts_.name, "' on rank ", rank_,
+               " has been shut down; create a new process group");
+  if (!queue_.empty() || !exec_mu_.try_lock()) return false;
+  lock.unlock();
+  std::lock_guard<std::mutex> exec(exec_mu_, std::adopt_lock);
+  executing_.store(std::this_thread::get_id());
+  *err = run_op(fp, body);
+  executing_.store(std::thread::id());
+  return true;
 }
 
 void Communicator::check_reduce(DType dtype, ReduceOp op) const {
@@ -223,6 +247,18 @@ std::shared_ptr<Work> Communicator::allreduce(void* buf, size_t count, DType dty
       fingerprint(OpKind::kAllreduce, dtype, count, -1, op),
       [=](const OpContext& ctx) { gw::allreduce(ctx, buf, count, dtype, op); }, std::move(cb),
       inline_ok);
+}
+
+void Communicator::allreduce_sync(void* buf, size_t count, DType dtype, ReduceOp op) {
+  check_reduce(dtype, op);
+  const OpFingerprint fp = fingerprint(OpKind::kAllreduce, dtype, count, -1, op);
+  auto body = [=](const OpContext& ctx) { gw::allreduce(ctx, buf, count, dtype, op); };
+  std::exception_ptr err;
+  if (!run_here(fp, body, &err)) {
+    submit(fp, body, nullptr, true)->wait();  // behind queued ops, in their order
+    return;
+  }
+  if (err) std::rethrow_exception(err);
 }
 
 std::shared_ptr<Work> Communicator::submit_compressed(OpKind kind, size_t count,

@@ -11,6 +11,9 @@
 //  * Fast path: a caller that will wait for the op anyway (inline_ok) executes it itself when the
 //    queue is empty and no op is executing, saving two thread hand-offs. Order is kept: ops
 //    are only taken from the queue by whoever holds the execution lock.
+//  * Synchronous calls (allreduce_sync) go further on that path: no Work, no std::function and
+//    no callback; the error is thrown to the caller. Behind queued ops they queue and wait like
+//    any other op.
 //  * The transport is touched only by the executing thread.
 #pragma once
 
@@ -47,6 +50,7 @@ struct CommStats {
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   uint64_t bytes_single_copy = 0;  // received by single copy from same-host peers
+  uint64_t mailbox_messages = 0;   // small messages sent through same-host mailboxes
   // Compressed collectives: ops, the bytes a dense ring would have sent, the bytes sent.
   uint64_t compressed_ops = 0;
   uint64_t compressed_raw_bytes = 0;
@@ -72,6 +76,9 @@ class Communicator {
 
   std::shared_ptr<Work> allreduce(void* buf, size_t count, DType dtype, ReduceOp op,
                                   Work::Callback cb, bool inline_ok = false);
+  // allreduce() for a caller that waits for it anyway, with no Work on the idle path (see the
+  // top of this file). Returns when the op completed; throws its error.
+  void allreduce_sync(void* buf, size_t count, DType dtype, ReduceOp op);
   // Compressed collectives on float32 buffers (compress/compressed_collectives.h). Error
   // feedback uses this communicator's residuals under `key` unless the codec turns it off.
   // average: the result is divided by the group size (ReduceOp AVG).
@@ -129,6 +136,13 @@ class Communicator {
   std::shared_ptr<Work> submit(const OpFingerprint& fp, Body body, Work::Callback cb,
                                bool inline_ok = false);
   void execute(Op& op);
+  // Runs one op on this thread (which holds the execution lock); returns its error.
+  template <typename F>
+  std::exception_ptr run_op(const OpFingerprint& fp, F& body);
+  // Runs the op here if this thread may (from a completion callback, or when nothing is queued
+  // or executing), storing its error in *err; false when it must be queued.
+  template <typename F>
+  bool run_here(const OpFingerprint& fp, F& body, std::exception_ptr* err);
   void run();
   void check_rank(int r, const char* what) const;
   void check_reduce(DType dtype, ReduceOp op) const;
@@ -163,6 +177,7 @@ class Communicator {
 
   std::atomic<uint64_t> ops_completed_{0}, ops_failed_{0};
   std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0}, bytes_single_copy_{0};
+  std::atomic<uint64_t> mailbox_messages_{0};
   std::atomic<uint64_t> compressed_ops_{0}, compressed_raw_{0}, compressed_wire_{0};
   ResidualStore residuals_;
 };

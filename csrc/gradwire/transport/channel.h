@@ -5,6 +5,8 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <atomic>
+#include <cstdint>
 #include <string>
 
 namespace gw {
@@ -21,6 +23,10 @@ class Channel {
   virtual bool shared_memory() const = 0;
   // Shared memory only: true when the peer's socket says it is gone (checked after draining).
   virtual bool peer_gone(std::string* why) { return false; }
+  // False only when a read now would certainly return nothing (cheap to ask).
+  virtual bool may_have_input() const { return true; }
+  // Shared memory only: the peer's CPU hint (shm::CpuHint), else null.
+  virtual const std::atomic<int32_t>* peer_cpu() const { return nullptr; }
   // Stop sending; the peer reads what was sent, then end of stream.
   virtual void shutdown_write() = 0;
   virtual const char* kind() const = 0;

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 
@@ -129,7 +130,7 @@ std::unique_ptr<StreamTransport> build_mesh(Store& store, int rank, int size,
   std::vector<std::shared_ptr<shm::Segment>> peer_segments(size);
   if (n_local > 0) {
     own = std::make_shared<shm::Segment>(
-        shm::Segment::create(size, opts.shm_ring_bytes, opts.comm_id, rank));
+        shm::Segment::create(size, opts.shm_ring_bytes, opts.mailbox_bytes, opts.comm_id, rank));
     NameMsg name{};
     strncpy(name.name, own->name().c_str(), sizeof(name.name) - 1);
     for (int j = 0; j < size; ++j) {
@@ -162,8 +163,27 @@ std::unique_ptr<StreamTransport> build_mesh(Store& store, int rank, int size,
       channels[j] = std::make_unique<tcp::SocketChannel>(std::move(socks[j]));
     }
   }
+  // Mailboxes for small messages need every peer on this host (an algorithm uses them for all of
+  // its messages or none). Their capacity is the smallest of all segments', which every rank
+  // computes alike, so ranks agree on which ops use them even when configured differently.
+  std::vector<MailLink> mail;
+  size_t mail_bytes = 0;
+  if (size > 1 && n_local == size - 1) {
+    mail_bytes = own->mailbox_bytes();
+    for (int j = 0; j < size; ++j) {
+      if (j != rank) mail_bytes = std::min(mail_bytes, peer_segments[j]->mailbox_bytes());
+    }
+  }
+  if (mail_bytes > 0) {
+    mail.resize(size);
+    for (int j = 0; j < size; ++j) {
+      if (j == rank) continue;
+      mail[j] =
+          MailLink{own->mailbox(j), peer_segments[j]->mailbox(rank), peer_segments[j]->bell()};
+    }
+  }
   GW_LOG(kDebug, "rank ", rank, ": ", n_local, " peers over shared memory, ", size - 1 - n_local,
-         " over TCP");
+         " over TCP, mailboxes of ", mail_bytes, " bytes");
   StreamOptions so = opts.stream;
   so.comm_id = opts.comm_id;
   // Oversubscribed (more ranks of this communicator on this host than cores we may run on):
@@ -172,7 +192,8 @@ std::unique_ptr<StreamTransport> build_mesh(Store& store, int rank, int size,
   cpu_set_t cpus;
   int ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
   so.yield_while_spinning = n_local + 1 > ncpu;
-  return std::make_unique<StreamTransport>(rank, size, std::move(channels), own, so);
+  return std::make_unique<StreamTransport>(rank, size, std::move(channels), own, so,
+                                           std::move(mail), mail_bytes);
 }
 
 }  // namespace gw

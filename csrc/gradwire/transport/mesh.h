@@ -20,6 +20,7 @@ struct MeshOptions {
   Clock::time_point deadline;
   std::string transport = "auto";  // auto | tcp | shm
   size_t shm_ring_bytes = 4 << 20;
+  size_t mailbox_bytes = 4 << 10;  // small-message mailbox per same-host peer (0: none)
   StreamOptions stream;
 };
 

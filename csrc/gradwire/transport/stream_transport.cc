@@ -22,7 +22,8 @@ constexpr size_t kHeaderBytes = sizeof(FrameHeader);
 
 StreamTransport::StreamTransport(int rank, int size, std::vector<std::unique_ptr<Channel>> channels,
                                  std::shared_ptr<shm::Segment> own_segment,
-                                 const StreamOptions& opts)
+                                 const StreamOptions& opts, std::vector<MailLink> mail,
+                                 size_t mail_bytes)
     : rank_(rank),
       size_(size),
       comm_id_(opts.comm_id),
@@ -33,9 +34,15 @@ StreamTransport::StreamTransport(int rank, int size, std::vector<std::unique_ptr
       yield_(opts.yield_while_spinning),
       cma_min_bytes_(opts.cma_min_bytes),
       peers_(size),
-      own_segment_(std::move(own_segment)) {
+      own_segment_(std::move(own_segment)),
+      mail_bytes_(mail.empty() ? 0 : mail_bytes) {
   GW_ENFORCE(int(channels.size()) == size, "need one channel slot per rank");
-  if (own_segment_) bell_ = own_segment_->bell();
+  GW_ENFORCE(mail.empty() || int(mail.size()) == size, "need one mail link slot per rank");
+  if (own_segment_) {
+    bell_ = own_segment_->bell();
+    own_cpu_ = own_segment_->cpu_hint();
+  }
+  GW_ENFORCE(mail_bytes_ == 0 || bell_ != nullptr, "mailboxes need this rank's segment");
   for (int r = 0; r < size; ++r) {
     peers_[r].rank = r;
     if (r == rank) continue;
@@ -43,6 +50,11 @@ StreamTransport::StreamTransport(int rank, int size, std::vector<std::unique_ptr
     peers_[r].ch = std::move(channels[r]);
     peers_[r].open = true;
     (peers_[r].ch->shared_memory() ? shm_peers_ : tcp_peers_)++;
+    if (mail_bytes_) {
+      GW_ENFORCE(peers_[r].ch->shared_memory() && mail[r].in.valid() && mail[r].out.valid(),
+                 "mailboxes need every peer on this host");
+      peers_[r].mail = mail[r];
+    }
   }
 }
 
@@ -62,6 +74,7 @@ StreamTransport::Peer& StreamTransport::peer(int r) {
 void StreamTransport::begin_op(uint64_t seq, const OpFingerprint& fp, Clock::time_point deadline) {
   throw_if_failed();
   in_op_ = true;
+  mail_op_ = false;
   cur_seq_ = seq;
   cur_fp_ = fp;
   deadline_ = deadline;
@@ -81,11 +94,11 @@ void StreamTransport::end_op() {
   if (!error_) flush_answers();
   in_op_ = false;
   if (error_) return;
-  recent_ops_[cur_seq_] = cur_fp_;
-  if (recent_ops_.size() > 64) recent_ops_.erase(recent_ops_.begin());
+  recent_ops_[cur_seq_ % recent_ops_.size()] = RecentOp{cur_seq_, cur_fp_};
   // Every message of a collective is received within it. One still unclaimed here was sent by a
   // peer that ran a different op (e.g. both ranks thought they were the broadcast root).
   if (cur_fp_.kind == OpKind::kSendRecv) return;
+  if (mail_bytes_) check_stray_mail(true);
   for (auto& p : peers_) {
     for (auto& u : p.unexpected) {
       if (!(u.key.seq & kP2PSeqBit) && u.key.seq == cur_seq_) {
@@ -237,8 +250,24 @@ void StreamTransport::unclaimed(const Peer& p, const OpFingerprint& theirs,
                           " does not expect"));
 }
 
+// The CPU this rank runs on now, published as its hint when it changed.
+int StreamTransport::publish_cpu() {
+  int cpu = sched_getcpu();
+  if (own_cpu_ && own_cpu_->load(std::memory_order_relaxed) != cpu) {
+    own_cpu_->store(cpu, std::memory_order_relaxed);
+  }
+  return cpu;
+}
+
+bool StreamTransport::shares_core(const Peer& p, int cpu) const {
+  const std::atomic<int32_t>* hint = p.open ? p.ch->peer_cpu() : nullptr;
+  return hint != nullptr && hint->load(std::memory_order_relaxed) == cpu;
+}
+
 void StreamTransport::wait(Request* req) {
   auto idle_since = Clock::now();
+  bool yielding = yield_;
+  uint32_t idle_rounds = 0;
   while (!req->done) {
     throw_if_failed();
     uint32_t bell = bell_ ? bell_->value() : 0;  // read before looking, so no ring is missed
@@ -249,9 +278,19 @@ void StreamTransport::wait(Request* req) {
     auto now = Clock::now();
     if (now >= deadline_) on_timeout();
     if (now - idle_since < spin_) {
-      // Spin briefly: the next chunk is usually close. When ranks outnumber cores, yield while
-      // spinning, so a peer that is runnable but waiting for a core gets this one.
-      if (yield_) sched_yield();
+      // Spin briefly: the next chunk is usually close. Yield while spinning when a peer may be
+      // runnable but waiting for this very core: always when ranks outnumber cores, and when a
+      // shared-memory peer last waited on this CPU. The second case arises with other work on
+      // the machine: ranks that sleep as often as they do here get placed on one core by the
+      // scheduler, and a spin that does not yield there costs its whole length per message
+      // (an allreduce of 1 us took 2 x GRADWIRE_SPIN_US for whole runs). Peers are checked on
+      // the first idle round and every 64th, not on every one.
+      if (!yield_ && idle_rounds++ % 64 == 0 && shm_peers_ > 0) {
+        int cpu = publish_cpu();
+        yielding = false;
+        for (auto& p : peers_) yielding = yielding || shares_core(p, cpu);
+      }
+      if (yielding) sched_yield();
       continue;
     }
     block(bell, ms_until(deadline_));
@@ -268,7 +307,15 @@ bool StreamTransport::progress() {
   }
   // Sockets carry TCP peers' data; for shared-memory peers only liveness, checked now and then.
   if (tcp_peers_ > 0 || (++rounds_ & 1023) == 0) moved |= poll_sockets(0);
+  // An op that exchanges frames takes nothing from the mailboxes: a message there for it (or
+  // for an earlier op) means a peer ran it differently.
+  if (mail_bytes_ && !mail_op_ && in_op_) check_stray_mail(false);
   return moved;
+}
+
+const OpFingerprint* StreamTransport::recent_op(uint64_t seq) const {
+  const RecentOp& r = recent_ops_[seq % recent_ops_.size()];
+  return r.seq == seq && seq != 0 ? &r.fp : nullptr;
 }
 
 void StreamTransport::block(uint32_t bell_seen, int timeout_ms) {
@@ -490,10 +537,8 @@ void StreamTransport::check_incoming(const Peer& p, const MsgKey& key, const OpF
   if (key.seq & kP2PSeqBit) return;
   if (in_op_ && key.seq == cur_seq_ && fp != cur_fp_) check_match(p, fp, cur_fp_, key.seq, 0, 0);
   // A message for an op this rank has already finished: the peer ran a different op there.
-  auto done = recent_ops_.find(key.seq);
-  if (done != recent_ops_.end() && (key.seq != cur_seq_ || !in_op_)) {
-    unclaimed(p, fp, done->second, key);
-  }
+  const OpFingerprint* done = recent_op(key.seq);
+  if (done && (key.seq != cur_seq_ || !in_op_)) unclaimed(p, fp, *done, key);
 }
 
 void StreamTransport::on_frame_done(Peer& p) {
@@ -547,7 +592,9 @@ void StreamTransport::on_timeout() {
   // peer that has not arrived (busy elsewhere, or hung) cannot answer.
   std::vector<int> waiting_for;
   for (auto& p : peers_) {
-    if (!p.posted.empty() || !p.cma_sends.empty()) waiting_for.push_back(p.rank);
+    if (!p.posted.empty() || !p.cma_sends.empty() || p.rank == mail_waiting_for_) {
+      waiting_for.push_back(p.rank);
+    }
   }
   probe_replies_.clear();
   for (auto& p : peers_) {

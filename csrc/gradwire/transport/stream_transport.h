@@ -5,6 +5,7 @@
 // then blocks (futex on our doorbell when every peer is local, poll() otherwise).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <list>
 #include <map>
@@ -30,12 +31,22 @@ struct StreamOptions {
   size_t cma_min_bytes = 0;
 };
 
+// The two mailboxes (shm/mailbox.h) between this rank and a same-host peer.
+struct MailLink {
+  shm::Mailbox in;                     // in our segment: the peer writes, we read
+  shm::Mailbox out;                    // in the peer's segment: we write, the peer reads
+  shm::Doorbell* peer_bell = nullptr;  // rung (only if it sleeps) after we put or take
+};
+
 class StreamTransport : public Transport {
  public:
   // channels[r] connects to rank r (null for this rank). `own_segment` is the shared-memory
-  // segment same-host peers write into (null without shared-memory peers).
+  // segment same-host peers write into (null without shared-memory peers). `mail` holds one
+  // MailLink per rank when every peer is on this host and mailboxes of `mail_bytes` payload
+  // bytes are on (docs/wire-protocol.md, "Mailboxes"); else it is empty.
   StreamTransport(int rank, int size, std::vector<std::unique_ptr<Channel>> channels,
-                  std::shared_ptr<shm::Segment> own_segment, const StreamOptions& opts);
+                  std::shared_ptr<shm::Segment> own_segment, const StreamOptions& opts,
+                  std::vector<MailLink> mail = {}, size_t mail_bytes = 0);
   ~StreamTransport() override;
 
   int rank() const override { return rank_; }
@@ -52,9 +63,15 @@ class StreamTransport : public Transport {
   void abort(const std::string& reason) override;
   void request_abort(const std::string& reason) override;
   bool all_peers_local() const override { return tcp_peers_ == 0; }
+  size_t mail_bytes() const override { return mail_bytes_; }
+  void mail_send(int peer, const MsgKey& key, const OpFingerprint& fp, const void* data,
+                 size_t bytes) override;
+  void mail_recv(int peer, const MsgKey& key, const OpFingerprint& fp, void* data, size_t bytes,
+                 bool reduce, DType dtype, ReduceOp op) override;
   uint64_t bytes_sent() const override { return bytes_sent_; }
   uint64_t bytes_received() const override { return bytes_received_; }
   uint64_t bytes_single_copy() const override { return bytes_single_copy_; }
+  uint64_t mail_messages() const override { return mail_messages_; }
   // "shm" / "tcp" per peer ("self" for this rank), for diagnostics.
   std::vector<std::string> channel_kinds() const;
 
@@ -120,6 +137,14 @@ class StreamTransport : public Transport {
     std::list<CmaSend> cma_sends;
     bool cma_refused = false;
     CmaState cma_readable = CmaState::kUnknown;
+    // Mailboxes (stream_transport_mail.cc): messages put into the peer's, taken from ours.
+    MailLink mail;
+    uint64_t mail_sent = 0;
+    uint64_t mail_taken = 0;
+  };
+  struct RecentOp {
+    uint64_t seq = 0;
+    OpFingerprint fp;
   };
   struct ProbeReply {
     bool replied = false;
@@ -142,6 +167,15 @@ class StreamTransport : public Transport {
   void on_cma_answer(Peer& p, const FrameHeader& h);
   void flush_answers();
   void cma_read_into(Peer& p, const CmaOffer& offer, PostedRecv& r);
+  // Mailboxes (stream_transport_mail.cc).
+  void mail_wait(Peer& p, bool sending, uint64_t k);
+  void begin_mail_op();
+  void check_mail(const Peer& p, const shm::MailHeader& m, const MsgKey& key,
+                  const OpFingerprint& fp, size_t bytes);
+  // Fails on a message in a mailbox that no mailbox receive of the current op will take.
+  void check_stray_mail(bool op_done);
+  // The fingerprint of the op that ran as `seq`, if it is one of the recent ones.
+  const OpFingerprint* recent_op(uint64_t seq) const;
   // One non-blocking pass over every channel; true when anything moved.
   bool progress();
   // Sleep until something may have arrived (or timeout_ms passes).
@@ -179,6 +213,11 @@ class StreamTransport : public Transport {
   const double probe_seconds_;
   const Clock::duration spin_;
   const bool yield_;
+  // Whether a spinning wait yields its core (see wait()): always when ranks outnumber cores,
+  // else when a peer it waits for last waited on this CPU. own_cpu_ is our shm::CpuHint.
+  std::atomic<int32_t>* own_cpu_ = nullptr;
+  int publish_cpu();
+  bool shares_core(const Peer& p, int cpu) const;
   const size_t cma_min_bytes_;
   std::vector<Peer> peers_;
   std::shared_ptr<shm::Segment> own_segment_;
@@ -195,7 +234,12 @@ class StreamTransport : public Transport {
   Clock::time_point op_start_;
 
   std::map<int, ProbeReply> probe_replies_;
-  std::map<uint64_t, OpFingerprint> recent_ops_;  // last completed ops, to diagnose late frames
+  std::array<RecentOp, 64> recent_ops_{};  // last completed ops (by seq % 64), for late frames
+  // Mailboxes: payload capacity (0: off); whether the current op uses them; the peer a
+  // mailbox wait waits for (-1: none), for timeout reports.
+  const size_t mail_bytes_;
+  bool mail_op_ = false;
+  int mail_waiting_for_ = -1;
   std::atomic<bool> abort_requested_{false};
   std::mutex abort_mu_;
   std::string abort_reason_;
@@ -203,6 +247,7 @@ class StreamTransport : public Transport {
   uint64_t bytes_sent_ = 0;
   uint64_t bytes_received_ = 0;
   uint64_t bytes_single_copy_ = 0;
+  uint64_t mail_messages_ = 0;
 };
 
 }  // namespace gw

@@ -72,11 +72,29 @@ class Transport {
   // True when every peer is reached over shared memory (picks the cost model).
   virtual bool all_peers_local() const = 0;
 
+  // Small messages through same-host mailboxes (docs/wire-protocol.md, "Mailboxes"): one
+  // message in flight per ordered pair of ranks, copied in by the sender and consumed by the
+  // receiver, with no frames, queues or requests. mail_bytes() is the largest payload they
+  // carry, the same on every rank of the communicator; 0 when mailboxes cannot be used (a peer
+  // on another host, or turned off), and then the two calls below must not be made.
+  virtual size_t mail_bytes() const { return 0; }
+  // Copies the message into the peer's mailbox; waits only while the peer has not yet taken
+  // this rank's previous one. The data may change as soon as this returns.
+  virtual void mail_send(int peer, const MsgKey& key, const OpFingerprint& fp, const void* data,
+                         size_t bytes) = 0;
+  // Waits for the peer's next message, which must be `key` of op `fp` with `bytes` bytes (else
+  // MismatchError), and copies it into `data`, or reduces it into `data` (data[i] = data[i] op
+  // payload[i]) when `reduce`. Fails like wait() on timeouts, dead peers and aborts.
+  virtual void mail_recv(int peer, const MsgKey& key, const OpFingerprint& fp, void* data,
+                         size_t bytes, bool reduce, DType dtype, ReduceOp op) = 0;
+
   // Bytes moved so far, for stats.
   virtual uint64_t bytes_sent() const = 0;
   virtual uint64_t bytes_received() const = 0;
   // Of bytes_received, those read straight from a same-host sender's memory (single copy).
   virtual uint64_t bytes_single_copy() const { return 0; }
+  // Messages sent through mailboxes.
+  virtual uint64_t mail_messages() const { return 0; }
 };
 
 }  // namespace gw

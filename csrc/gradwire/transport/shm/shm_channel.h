@@ -22,6 +22,8 @@ class ShmChannel : public Channel {
   int fd() const override { return sock_.fd(); }
   bool shared_memory() const override { return true; }
   bool peer_gone(std::string* why) override;
+  bool may_have_input() const override { return !in_.empty(); }
+  const std::atomic<int32_t>* peer_cpu() const override { return peer_segment_->cpu_hint(); }
   void shutdown_write() override;
   const char* kind() const override { return "shm"; }
 
