@@ -167,6 +167,16 @@ def test_mismatch_on_the_mailbox_path_names_both_calls(kind, size):
             assert "barrier(" in text, text
 
 
+def _failure_of(call):
+    """("Type: message", seconds until it raised), or ("no error", 0.0)."""
+    start = time.monotonic()
+    try:
+        call()
+        return "no error", 0.0
+    except Exception as e:  # noqa: BLE001
+        return f"{type(e).__name__}: {e}", time.monotonic() - start
+
+
 def _killed(rank, size):
     comm = _comm(rank, size)
     a = np.ones(4, np.float32)
@@ -175,12 +185,7 @@ def _killed(rank, size):
     if rank == size - 1:
         time.sleep(0.5)  # the others are waiting inside the next allreduce by then
         os.kill(os.getpid(), signal.SIGKILL)
-    start = time.monotonic()
-    try:
-        comm.allreduce(a)
-        return "no error", 0.0
-    except Exception as e:  # noqa: BLE001
-        return f"{type(e).__name__}: {e}", time.monotonic() - start
+    return _failure_of(lambda: comm.allreduce(a))
 
 
 @pytest.mark.parametrize("size", [2, 4])
@@ -203,12 +208,7 @@ def _late(rank, size):
     comm.allreduce(a)
     if rank == size - 1:
         time.sleep(6)
-    start = time.monotonic()
-    try:
-        comm.allreduce(a)
-        return "no error", 0.0
-    except Exception as e:  # noqa: BLE001
-        return f"{type(e).__name__}: {e}", time.monotonic() - start
+    return _failure_of(lambda: comm.allreduce(a))
 
 
 def test_late_rank_times_out_on_the_mailbox_path():

@@ -6,6 +6,7 @@
 #include <exception>
 #include <memory>
 
+#include "gradwire/compress/error_feedback.h"
 #include "gradwire/engine/communicator.h"
 #include "gradwire/engine/work.h"
 
@@ -51,6 +52,11 @@ py::object submit_op(py::object cb, bool wait, F&& f) {
 py::object to_py_exception(std::exception_ptr e);
 // Raises the C++ error as its Python exception (sets the error indicator; GIL held).
 void set_py_error(std::exception_ptr e);
+
+// An error-feedback residual as float32 bytes for Python, and back (register_compress.cc);
+// shared by the communicator's and the parameter-server client's residual stores.
+py::bytes residual_to_bytes(const ResidualStore& store, const std::string& key);
+void residual_from_bytes(ResidualStore& store, const std::string& key, const py::bytes& data);
 
 // comm.allreduce's direct synchronous path (fast_allreduce.cc).
 void register_fast_allreduce(py::class_<Communicator, std::shared_ptr<Communicator>>& cls);

@@ -84,6 +84,20 @@ py::dict codec_throughput(const CodecSpec& spec, size_t count, int reps) {
 
 }  // namespace
 
+py::bytes residual_to_bytes(const ResidualStore& store, const std::string& key) {
+  std::vector<float> r = store.get(key);
+  return py::bytes(reinterpret_cast<const char*>(r.data()), r.size() * 4);
+}
+
+void residual_from_bytes(ResidualStore& store, const std::string& key, const py::bytes& data) {
+  std::string d = data;
+  GW_CHECK_ARG(d.size() % 4 == 0, "residual '", key, "' must hold float32 values, got ", d.size(),
+               " bytes");
+  std::vector<float> r(d.size() / 4);
+  if (!r.empty()) memcpy(r.data(), d.data(), d.size());
+  store.set(key, std::move(r));
+}
+
 void register_compress(py::module_& m) {
   py::class_<CodecSpec>(m, "CodecSpec")
       .def_static("parse", &CodecSpec::parse, py::arg("spec"))
@@ -157,17 +171,10 @@ void register_compress(py::module_& m) {
           });
         });
   m.def("residual_keys", [](C& c) { return c.residuals().keys(); });
-  m.def("residual_get", [](C& c, const std::string& key) {
-    std::vector<float> r = c.residuals().get(key);
-    return py::bytes(reinterpret_cast<const char*>(r.data()), r.size() * 4);
-  });
+  m.def("residual_get",
+        [](C& c, const std::string& key) { return residual_to_bytes(c.residuals(), key); });
   m.def("residual_set", [](C& c, const std::string& key, py::bytes data) {
-    std::string d = data;
-    GW_CHECK_ARG(d.size() % 4 == 0, "residual '", key, "' must hold float32 values, got ", d.size(),
-                 " bytes");
-    std::vector<float> r(d.size() / 4);
-    if (!r.empty()) memcpy(r.data(), d.data(), d.size());
-    c.residuals().set(key, std::move(r));
+    residual_from_bytes(c.residuals(), key, data);
   });
   m.def("residual_erase", [](C& c, const std::string& key) { c.residuals().erase(key); });
   m.def("residual_clear", [](C& c) { c.residuals().clear(); });

@@ -139,19 +139,9 @@ void register_ps(py::module_& m) {
       .def_property_readonly("push_dense_bytes", &Client::push_dense_bytes)
       .def("residual_keys", [](Client& c) { return c.residuals().keys(); })
       .def("residual_get",
-           [](Client& c, const std::string& key) {
-             std::vector<float> r = c.residuals().get(key);
-             return py::bytes(reinterpret_cast<const char*>(r.data()), r.size() * 4);
-           })
-      .def("residual_set",
-           [](Client& c, const std::string& key, py::bytes data) {
-             std::string d = data;
-             GW_CHECK_ARG(d.size() % 4 == 0, "residual '", key, "' must hold float32 values, got ",
-                          d.size(), " bytes");
-             std::vector<float> r(d.size() / 4);
-             memcpy(r.data(), d.data(), d.size());
-             c.residuals().set(key, std::move(r));
-           })
+           [](Client& c, const std::string& key) { return residual_to_bytes(c.residuals(), key); })
+      .def("residual_set", [](Client& c, const std::string& key,
+                              py::bytes data) { residual_from_bytes(c.residuals(), key, data); })
       .def("residual_clear", [](Client& c) { c.residuals().clear(); })
       .def_property_readonly("worker_id", &Client::worker_id);
 

@@ -220,9 +220,7 @@ void ServerLink::read_reply(Connection& c, const FrameHeader& h) {
     ref = DataRef::decode(rec.data(), rec.size());
     data_bytes = ref.bytes();
   }
-  auto release = [&] {
-    if (by_ref) c.send(FrameType::kPsRequest, ref.lend_id, uint32_t(PsOp::kRelease), "");
-  };
+  auto release = [&] { c.send(FrameType::kPsRequest, ref.lend_id, uint32_t(PsOp::kRelease), ""); };
   // Moves the reply's data into `into`: from the socket, or by single copy.
   auto take = [&](const std::vector<iovec>& into) {
     if (!by_ref) {
@@ -233,6 +231,14 @@ void ServerLink::read_reply(Connection& c, const FrameHeader& h) {
     if (!why.empty()) GW_THROW(PeerError, "single-copy read from shard ", id_.shard, ": ", why);
     single_copy_bytes_ += data_bytes;
     release();
+  };
+  // Drops the reply's data: hands a lent buffer back, or reads past the bytes.
+  auto skip = [&] {
+    if (by_ref) {
+      release();
+    } else {
+      discard(c, data_bytes);
+    }
   };
   std::shared_ptr<PendingRequest> req;
   {
@@ -245,22 +251,14 @@ void ServerLink::read_reply(Connection& c, const FrameHeader& h) {
     }
   }
   if (!req) {  // a duplicate answer to a resent request, or a cancelled one
-    if (by_ref) {
-      release();
-    } else {
-      discard(c, data_bytes);
-    }
+    skip();
     return;
   }
   std::exception_ptr err;
   std::string shard = str("shard ", id_.shard);
   try {
     if (PsStatus(h.tag) != PsStatus::kOk) {
-      if (by_ref) {
-        release();
-      } else {
-        discard(c, data_bytes);
-      }
+      skip();
       while (!meta.empty() && meta.back() == '\0') meta.pop_back();
       err = server_error(PsStatus(h.tag), shard, meta);
     } else if (req->on_data) {
@@ -271,11 +269,7 @@ void ServerLink::read_reply(Connection& c, const FrameHeader& h) {
       size_t want = 0;
       for (const iovec& v : req->reply_into) want += v.iov_len;
       if (want != data_bytes) {
-        if (by_ref) {
-          release();
-        } else {
-          discard(c, data_bytes);
-        }
+        skip();
         GW_THROW(ProtocolError, req->what, ": ", shard, " answered ", data_bytes,
                  " bytes, expected ", want);
       }

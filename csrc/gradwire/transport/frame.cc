@@ -64,16 +64,6 @@ FrameHeader make_header(FrameType type, uint32_t comm_id, int src_rank, const Ms
   return h;
 }
 
-OpFingerprint header_fingerprint(const FrameHeader& h) {
-  OpFingerprint fp;
-  fp.kind = static_cast<OpKind>(h.fp_kind);
-  fp.dtype = static_cast<DType>(h.fp_dtype);
-  fp.redop = h.fp_redop;
-  fp.root = h.fp_root;
-  fp.count = h.fp_count;
-  return fp;
-}
-
 namespace {
 
 std::string check_magic_version(const FrameHeader& h) {

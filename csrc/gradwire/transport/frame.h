@@ -112,7 +112,18 @@ static_assert(sizeof(CmaOffer) == 32, "CMA offer must be 32 bytes");
 FrameHeader make_header(FrameType type, uint32_t comm_id, int src_rank, const MsgKey& key,
                         const OpFingerprint& fp, uint64_t offset, uint64_t length,
                         uint64_t msg_bytes);
-OpFingerprint header_fingerprint(const FrameHeader& h);
+// The fingerprint carried by a frame header, or by any header with the same fp_* fields (the
+// shared-memory mailbox's, shm/mailbox.h).
+template <typename Header>
+OpFingerprint header_fingerprint(const Header& h) {
+  OpFingerprint fp;
+  fp.kind = static_cast<OpKind>(h.fp_kind);
+  fp.dtype = static_cast<DType>(h.fp_dtype);
+  fp.redop = h.fp_redop;
+  fp.root = h.fp_root;
+  fp.count = h.fp_count;
+  return fp;
+}
 
 // Largest message a frame may announce; a header claiming more is malformed.
 constexpr uint64_t kMaxMessageBytes = 1ull << 40;

@@ -27,19 +27,6 @@
 #include "gradwire/transport/stream_transport.h"
 
 namespace gw {
-namespace {
-
-OpFingerprint mail_fingerprint(const shm::MailHeader& m) {
-  OpFingerprint fp;
-  fp.kind = static_cast<OpKind>(m.fp_kind);
-  fp.dtype = static_cast<DType>(m.fp_dtype);
-  fp.redop = m.fp_redop;
-  fp.root = m.fp_root;
-  fp.count = m.fp_count;
-  return fp;
-}
-
-}  // namespace
 
 void StreamTransport::mail_send(int dst, const MsgKey& key, const OpFingerprint& fp,
                                 const void* data, size_t bytes) {
@@ -141,7 +128,7 @@ void StreamTransport::mail_wait(Peer& p, bool sending, uint64_t k) {
 
 void StreamTransport::check_mail(const Peer& p, const shm::MailHeader& m, const MsgKey& key,
                                  const OpFingerprint& fp, size_t bytes) {
-  OpFingerprint theirs = mail_fingerprint(m);
+  OpFingerprint theirs = header_fingerprint(m);
   check_match(p, theirs, fp, key.seq, m.bytes, bytes);  // names both calls when they differ
   if (m.seq != key.seq || m.tag != key.tag) {
     fail<MismatchError>(str("collective mismatch at op seq ", key.seq, ": rank ", p.rank,
@@ -162,7 +149,7 @@ void StreamTransport::check_stray_mail(bool op_done) {
     if (m.seq > cur_seq_) continue;
     if (m.seq == cur_seq_ && !op_done && mail_op_) continue;
     const OpFingerprint* ran = m.seq == cur_seq_ ? &cur_fp_ : recent_op(m.seq);
-    OpFingerprint theirs = mail_fingerprint(m);
+    OpFingerprint theirs = header_fingerprint(m);
     unclaimed(p, theirs, ran ? *ran : theirs, MsgKey{m.seq, m.tag});
   }
 }
