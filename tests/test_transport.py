@@ -91,3 +91,35 @@ def test_tiny_frames_and_chunks_reduce_correctly(transport):
     }
     res = run_world(_tiny_frames, 3, env=env, timeout=180)
     assert all(all(r) for r in res), res
+
+
+_EARLY_SIZES = (3_000_000, 700_000, 2_500_000, 16_000, 3_000_000, 5)
+
+
+def _early_arrivals(rank, size):
+    # Rank 1 sends tag 2 before tag 1; rank 0 receives tag 1 first, so every tag-2 message
+    # arrives before its receive is posted and waits in an early-arrival buffer. The buffers
+    # are pooled and not cleared: a reused one still holds the previous, larger message, which
+    # must not leak into a smaller one.
+    dist = init(rank, size)
+    ok = []
+    for i, n in enumerate(_EARLY_SIZES):
+        late = torch.full((n,), float(i + 1))
+        first = torch.arange(n, dtype=torch.float32) + i
+        if rank == 1:
+            reqs = [dist.isend(late, 0, tag=2), dist.isend(first, 0, tag=1)]
+            for r in reqs:
+                r.wait()
+        else:
+            got_first, got_late = torch.empty(n), torch.full((n,), -1.0)
+            dist.recv(got_first, 1, tag=1)
+            dist.recv(got_late, 1, tag=2)
+            ok.append(bool(torch.equal(got_first, first)) and bool(torch.equal(got_late, late)))
+    dist.destroy_process_group()
+    return ok
+
+
+@pytest.mark.parametrize("transport", ["tcp", "shm"])
+def test_early_arrivals_in_reused_buffers_are_exact(transport):
+    res = run_world(_early_arrivals, 2, env={"GRADWIRE_TRANSPORT": transport}, timeout=120)
+    assert res[0] == [True] * len(_EARLY_SIZES)

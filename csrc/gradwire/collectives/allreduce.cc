@@ -14,12 +14,14 @@ namespace gw {
 void allreduce_ring(const OpContext& ctx, void* buf_v, size_t count, DType dtype, ReduceOp op) {
   char* buf = static_cast<char*>(buf_v);
   Segments segs = Segments::even(count, ctx.size);
+  RingAllgather allgather(ctx, buf, segs, dtype_size(dtype), 1);
+  allgather.post_receives();  // see RingAllgather
   ring_reduce_scatter(ctx, buf, segs, dtype, op, 1);
   if (op == ReduceOp::kAvg) {
     int own = ctx.mod(ctx.rank + 1);
     divide_by(buf + segs.offset[own] * dtype_size(dtype), segs.len[own], dtype, ctx.size);
   }
-  ring_allgather(ctx, buf, segs, dtype_size(dtype), 1);
+  allgather.run();
 }
 
 namespace {

@@ -99,43 +99,63 @@ void ring_reduce_scatter(const OpContext& ctx, char* buf, const Segments& segs, 
   ctx.wait_all(sreq);
 }
 
-void ring_allgather(const OpContext& ctx, char* buf, const Segments& segs, size_t es, int k) {
-  const int n = ctx.size, r = ctx.rank;
-  if (n == 1) return;
-  const Chunking ch(ctx, segs, es);
-  const int right = ctx.mod(r + 1), left = ctx.mod(r - 1);
-  std::vector<Request> sreq(size_t(n - 1) * ch.chunks), rreq(size_t(n - 1) * ch.chunks);
-  // Every receive lands in its final place, and the segments are disjoint: post them all now.
+RingAllgather::RingAllgather(const OpContext& ctx, char* buf, const Segments& segs, size_t es,
+                             int k)
+    : ctx_(ctx), buf_(buf), segs_(segs), es_(es), k_(k) {}
+
+// Every receive lands in its final place, and the segments are disjoint: post them all at once.
+void RingAllgather::post_receives() {
+  const int n = ctx_.size, r = ctx_.rank;
+  if (n == 1 || posted_) return;
+  posted_ = true;
+  const Chunking ch(ctx_, segs_, es_);
+  const int left = ctx_.mod(r - 1);
+  rreq_.assign(size_t(n - 1) * ch.chunks, Request{});
   for (int step = 0; step < n - 1; ++step) {
-    int seg = ctx.mod(r + k - step - 1);
+    int seg = ctx_.mod(r + k_ - step - 1);
     for (size_t c = 0; c < ch.chunks; ++c) {
       size_t first, cnt;
-      ch.range(segs.len[seg], c, &first, &cnt);
-      ctx.recv(left, ch.tag(kRingPhaseAllgather, step, c), buf + (segs.offset[seg] + first) * es,
-               cnt * es, &rreq[size_t(step) * ch.chunks + c]);
+      ch.range(segs_.len[seg], c, &first, &cnt);
+      ctx_.recv(left, ch.tag(kRingPhaseAllgather, step, c),
+                buf_ + (segs_.offset[seg] + first) * es_, cnt * es_,
+                &rreq_[size_t(step) * ch.chunks + c]);
     }
   }
-  int own = ctx.mod(r + k);
+}
+
+void RingAllgather::run() {
+  const int n = ctx_.size, r = ctx_.rank;
+  if (n == 1) return;
+  post_receives();
+  const Chunking ch(ctx_, segs_, es_);
+  const int right = ctx_.mod(r + 1);
+  const size_t es = es_;
+  std::vector<Request> sreq(size_t(n - 1) * ch.chunks);
+  int own = ctx_.mod(r + k_);
   for (size_t c = 0; c < ch.chunks; ++c) {
     size_t first, cnt;
-    ch.range(segs.len[own], c, &first, &cnt);
-    ctx.send(right, ch.tag(kRingPhaseAllgather, 0, c), buf + (segs.offset[own] + first) * es,
-             cnt * es, &sreq[c]);
+    ch.range(segs_.len[own], c, &first, &cnt);
+    ctx_.send(right, ch.tag(kRingPhaseAllgather, 0, c), buf_ + (segs_.offset[own] + first) * es,
+              cnt * es, &sreq[c]);
   }
   for (int step = 0; step < n - 1; ++step) {
-    int seg = ctx.mod(r + k - step - 1);
+    int seg = ctx_.mod(r + k_ - step - 1);
     for (size_t c = 0; c < ch.chunks; ++c) {
-      ctx.wait(&rreq[size_t(step) * ch.chunks + c]);
+      ctx_.wait(&rreq_[size_t(step) * ch.chunks + c]);
       if (step + 1 < n - 1) {
         size_t first, cnt;
-        ch.range(segs.len[seg], c, &first, &cnt);
-        ctx.send(right, ch.tag(kRingPhaseAllgather, step + 1, c),
-                 buf + (segs.offset[seg] + first) * es, cnt * es,
-                 &sreq[size_t(step + 1) * ch.chunks + c]);
+        ch.range(segs_.len[seg], c, &first, &cnt);
+        ctx_.send(right, ch.tag(kRingPhaseAllgather, step + 1, c),
+                  buf_ + (segs_.offset[seg] + first) * es, cnt * es,
+                  &sreq[size_t(step + 1) * ch.chunks + c]);
       }
     }
   }
-  ctx.wait_all(sreq);
+  ctx_.wait_all(sreq);
+}
+
+void ring_allgather(const OpContext& ctx, char* buf, const Segments& segs, size_t es, int k) {
+  RingAllgather(ctx, buf, segs, es, k).run();
 }
 
 }  // namespace gw

@@ -31,4 +31,25 @@ void ring_reduce_scatter(const OpContext& ctx, char* buf, const Segments& segs, 
                          ReduceOp op, int k);
 void ring_allgather(const OpContext& ctx, char* buf, const Segments& segs, size_t elem_size, int k);
 
+// The allgather half as an object, so that its receives can be posted before the
+// reduce-scatter half runs (allreduce does): a rank that finishes reduce-scatter first then
+// streams its segments straight into their final place at its neighbour, instead of into
+// early-arrival buffers that are copied again once the neighbour posts. Safe because every
+// receive targets a segment this rank has already sent (or never sends) in reduce-scatter, and
+// its data can only exist once that send has been taken: the bytes travel around the ring.
+class RingAllgather {
+ public:
+  RingAllgather(const OpContext& ctx, char* buf, const Segments& segs, size_t elem_size, int k);
+  void post_receives();  // idempotent
+  void run();            // posts the receives if not yet done, sends, forwards, waits
+ private:
+  const OpContext& ctx_;
+  char* buf_;
+  const Segments& segs_;
+  size_t es_;
+  int k_;
+  bool posted_ = false;
+  std::vector<Request> rreq_;
+};
+
 }  // namespace gw

@@ -18,6 +18,11 @@ class Channel {
   // closed or broken, with the reason in *why.
   virtual ssize_t writev(const iovec* iov, int iovcnt, std::string* why) = 0;
   virtual ssize_t read(void* buf, size_t n, std::string* why) = 0;
+  // Zero-copy reading, for channels whose bytes sit in memory (shared memory): peek() shows the
+  // next readable bytes that are contiguous, in place (0: none, or not supported), and
+  // consume(n) drops n of them. A reducing receive reduces straight out of the ring this way.
+  virtual size_t peek(const char** data) { return 0; }
+  virtual void consume(size_t n) {}
   // The socket the progress loop polls: data for TCP, liveness (EOF) for shared memory.
   virtual int fd() const = 0;
   virtual bool shared_memory() const = 0;

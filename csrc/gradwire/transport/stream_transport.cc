@@ -17,6 +17,7 @@ namespace gw {
 namespace {
 
 constexpr size_t kHeaderBytes = sizeof(FrameHeader);
+constexpr size_t kReducePiece = 64 << 10;  // reduce-on-receive granularity: stays in cache
 
 }  // namespace
 
@@ -444,9 +445,24 @@ bool StreamTransport::drive_reads(Peer& p) {
 // reduced from the scratch buffer (hot in cache) straight into their destination, a trailing
 // partial element waits for the rest of its bytes. Returns false when nothing could be read.
 bool StreamTransport::read_reducing(Peer& p) {
-  if (p.scratch.empty()) p.scratch.resize(64 << 10);
   PostedRecv& r = *p.posted_it;
   const size_t es = dtype_size(r.dtype);
+  // Shared memory: reduce straight out of the ring, whole elements at a time, in pieces of at
+  // most kReducePiece so the sender can refill behind us. A partial element at the ring's end
+  // (or one already in the scratch) takes the copying path below.
+  const char* src;
+  size_t in_place = p.scratch_fill ? 0 : p.ch->peek(&src);
+  in_place = std::min({in_place, p.remaining, kReducePiece}) / es * es;
+  if (in_place) {
+    reduce_into(p.dst, src, in_place / es, r.dtype, r.op);
+    p.ch->consume(in_place);
+    bytes_received_ += in_place;
+    p.remaining -= in_place;
+    p.dst += in_place;
+    if (p.remaining == 0) on_frame_done(p);
+    return true;
+  }
+  if (p.scratch.empty()) p.scratch.resize(kReducePiece);
   size_t want = std::min(p.remaining, p.scratch.size() - p.scratch_fill);
   std::string why;
   ssize_t n = p.ch->read(p.scratch.data() + p.scratch_fill, want, &why);
@@ -497,7 +513,7 @@ void StreamTransport::on_header(Peer& p) {
         auto u = std::find_if(p.unexpected.begin(), p.unexpected.end(),
                               [&](const Unexpected& x) { return x.key == key; });
         if (u == p.unexpected.end()) {
-          p.unexpected.push_back(Unexpected{key, fp, std::vector<char>(h.msg_bytes), 0});
+          p.unexpected.push_back(Unexpected{key, fp, buffers_.acquire(h.msg_bytes), 0});
           u = std::prev(p.unexpected.end());
         }
         p.target_is_posted = false;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gradwire/transport/channel.h"
+#include "gradwire/transport/message_buffer.h"
 #include "gradwire/transport/shm/segment.h"
 #include "gradwire/transport/transport.h"
 
@@ -96,7 +97,7 @@ class StreamTransport : public Transport {
   struct Unexpected {
     MsgKey key;
     OpFingerprint fp;
-    std::vector<char> data;
+    MessageBuffer data;
     size_t got;
   };
   // A single-copy send waiting for the receiver's DONE (or REFUSE). Its request completes only
@@ -219,6 +220,7 @@ class StreamTransport : public Transport {
   int publish_cpu();
   bool shares_core(const Peer& p, int cpu) const;
   const size_t cma_min_bytes_;
+  MessageBufferPool buffers_;  // for unexpected messages; declared before peers_, outlives them
   std::vector<Peer> peers_;
   std::shared_ptr<shm::Segment> own_segment_;
   shm::Doorbell* bell_ = nullptr;

@@ -55,6 +55,21 @@ class Ring {
     return n;
   }
 
+  // The readable bytes that sit contiguously in the ring (up to its end), in place; they stay
+  // the producer's to keep until consume() returns them.
+  size_t peek(const char** data) const {
+    uint64_t tail = h_->tail.load(std::memory_order_relaxed);
+    uint64_t head = h_->head.load(std::memory_order_acquire);
+    size_t pos = size_t(tail % cap_);
+    size_t avail = size_t(head - tail);
+    *data = data_ + pos;
+    return avail < cap_ - pos ? avail : cap_ - pos;
+  }
+  // Returns n bytes shown by peek() to the producer.
+  void consume(size_t n) {
+    h_->tail.store(h_->tail.load(std::memory_order_relaxed) + n, std::memory_order_release);
+  }
+
   bool empty() const {
     return h_->head.load(std::memory_order_acquire) == h_->tail.load(std::memory_order_relaxed);
   }

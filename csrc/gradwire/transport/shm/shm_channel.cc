@@ -52,11 +52,20 @@ ssize_t ShmChannel::writev(const iovec* iov, int iovcnt, std::string* why) {
 
 ssize_t ShmChannel::read(void* buf, size_t n, std::string* why) {
   size_t got = in_.read(buf, n);
-  if (got && in_.header()->writer_waiting.load(std::memory_order_seq_cst) &&
+  if (got) space_freed();
+  return ssize_t(got);
+}
+
+void ShmChannel::consume(size_t n) {
+  in_.consume(n);
+  space_freed();
+}
+
+void ShmChannel::space_freed() {
+  if (in_.header()->writer_waiting.load(std::memory_order_seq_cst) &&
       in_.header()->writer_waiting.exchange(0, std::memory_order_seq_cst)) {
     peer_bell_->ring();  // the writer waits for space we just freed
   }
-  return ssize_t(got);
 }
 
 bool ShmChannel::peer_gone(std::string* why) {

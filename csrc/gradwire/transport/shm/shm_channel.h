@@ -19,6 +19,8 @@ class ShmChannel : public Channel {
              std::shared_ptr<Segment> peer_segment);
   ssize_t writev(const iovec* iov, int iovcnt, std::string* why) override;
   ssize_t read(void* buf, size_t n, std::string* why) override;
+  size_t peek(const char** data) override { return in_.peek(data); }
+  void consume(size_t n) override;
   int fd() const override { return sock_.fd(); }
   bool shared_memory() const override { return true; }
   bool peer_gone(std::string* why) override;
@@ -33,6 +35,7 @@ class ShmChannel : public Channel {
   Doorbell* peer_bell_;
   std::shared_ptr<Segment> peer_segment_;  // keeps the mapping of `out_` alive
   bool write_closed_ = false;
+  void space_freed();
 };
 
 }  // namespace shm
