@@ -167,3 +167,46 @@ def test_compare_writes_tables_ratios_and_plots(tmp_path):
     assert "## Targets summary" in md and "gradwire vs gloo" in md and "> **test run**" in md
     for png in ("ratios.png", "absolute.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def _interleaved(tmp_path, pairs):
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "interleaved.py")
+    args = [
+        "--pairs",
+        pairs,
+        "--out",
+        str(tmp_path),
+        "-b",
+        "4K",
+        "-e",
+        "64K",
+        "-f",
+        "16",
+        "-n",
+        "3",
+    ]
+    p = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=280)
+    assert p.returncode == 0, p.stderr
+    return json.loads((tmp_path / "results.json").read_text())["results"]
+
+
+def _check_interleaved(rows, ours, theirs):
+    assert [r["nbytes"] for r in rows] == [4096, 65536]
+    for r in rows:
+        assert r[ours]["wrong_max_rank"] == 0 and r[theirs]["wrong_max_rank"] == 0
+        assert r[ours]["median_us"] > 0 and r[theirs]["median_us"] > 0
+        assert r["median_paired_ratio"] > 0 and r["iters"] == 3
+
+
+@pytest.mark.timeout(300)
+def test_interleaved_torch_pair_checks_and_times_both(tmp_path):
+    res = _interleaved(tmp_path, "torch")
+    _check_interleaved(res["torch"]["2"], "gradwire", "gloo")
+    md = (tmp_path / "results.md").read_text()
+    assert "## torch.distributed all_reduce, 2 ranks" in md
+
+
+@pytest.mark.timeout(300)
+def test_interleaved_native_pair_under_mpirun(tmp_path, mpi_ready):
+    res = _interleaved(tmp_path, "native")
+    _check_interleaved(res["native"]["2"], "gradwire-native", "mpi-shm")
