@@ -58,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("-n", "--iters", type=int, default=20, help="timed repetitions per row (default 20)")
     a("-w", "--warmup-iters", type=int, default=5, help="untimed repetitions first (default 5)")
     a(
+        "--warmup-time",
+        type=float,
+        default=0.1,
+        help="fast rows warm up for at least this many seconds, at most 1000 calls (default 0.1)",
+    )
+    a(
         "--budget",
         type=float,
         default=None,
@@ -112,6 +118,7 @@ def build_options(args: argparse.Namespace) -> Options:
         root=args.root,
         iters=args.iters,
         warmup=args.warmup_iters,
+        warmup_time=args.warmup_time,
         min_iters=args.min_iters,
         budget=args.budget,
         check=bool(args.check),

@@ -24,6 +24,7 @@ class Options:
     root: int = 0
     iters: int = 20
     warmup: int = 5
+    warmup_time: float = 0.1  # seconds of warm-up calls a fast row does at least (--warmup-time)
     min_iters: int = 5
     budget: Optional[float] = None
     check: bool = True
@@ -44,6 +45,8 @@ class Options:
             raise BenchUsageError(f"unknown reduction '{self.redop}' (one of {', '.join(REDOPS)})")
         if self.iters < 1 or self.warmup < 0 or self.min_iters < 1:
             raise BenchUsageError("need -n >= 1, -w >= 0 and --min-iters >= 1")
+        if self.warmup_time < 0:
+            raise BenchUsageError(f"--warmup-time must be >= 0, got {self.warmup_time}")
         if self.budget is not None and self.budget <= 0:
             raise BenchUsageError(f"--budget must be positive, got {self.budget}")
         if self.timeout <= 0:

@@ -132,12 +132,21 @@ def _timed(backend: Backend, run: Callable[[], None]) -> float:
 
 
 def _more_warm_ups(opts: Options, first: float) -> int:
-    """Warm-up calls after the first (whose slowest-rank time is `first`): a --budget stops
-    warming up slow rows early. Every rank computes the same count from the same times."""
+    """Warm-up calls after the first (whose slowest-rank time is `first`): at least -w in all,
+    and fast rows keep warming up for --warmup-time (at most MAX_TIMED_WARM_UPS calls): a fresh
+    world's first few dozen small calls run several times slower (torch's first calls through
+    a process group, ranks still being placed on cores), and -w alone would time that start-up
+    instead of the collective. A --budget stops warming up slow rows early. Every rank
+    computes the same count from the same times."""
     more = max(0, opts.warmup - 1)
+    if first > 0 and opts.warmup_time > 0:
+        more = max(more, min(MAX_TIMED_WARM_UPS, int(opts.warmup_time / first)) - 1)
     if opts.budget is not None and first > 0:
         more = min(more, int(opts.budget // first))
     return more
+
+
+MAX_TIMED_WARM_UPS = 1000
 
 
 def _iterations(opts: Options, typical: float) -> int:
