@@ -272,7 +272,22 @@ def _report(meta: dict, results: dict) -> str:
     return "\n".join(lines)
 
 
+def _use_repo_venv() -> None:
+    """Run under the repository's .venv (make setup) when this Python lacks gradwire."""
+    try:
+        import gradwire  # noqa: F401
+    except ImportError:
+        venv = os.path.join(_ROOT, ".venv", "bin", "python")
+        in_venv = os.path.realpath(sys.prefix) == os.path.realpath(os.path.join(_ROOT, ".venv"))
+        if os.path.exists(venv) and not in_venv:
+            os.execv(venv, [venv, os.path.abspath(__file__), *sys.argv[1:]])
+        sys.exit(
+            "bench/interleaved.py: gradwire is not installed for this Python; run 'make setup'"
+        )
+
+
 def main() -> int:
+    _use_repo_venv()
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--np", default="2", help="world sizes, comma-separated")
     p.add_argument("--pairs", default="torch,native", help="torch,native")
