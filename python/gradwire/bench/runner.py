@@ -58,6 +58,8 @@ def measure_size(
     shared = backend.allgather_f64(np.array([wrong, warm[0] if warm else 0.0]))
     warm += [_timed(backend, run) for _ in range(_more_warm_ups(opts, float(shared[:, 1].max())))]
     typical = float(backend.allgather_f64(np.array([np.median(warm) if warm else 0.0])).max())
+    for _ in range(_timed_warm_ups(opts, typical, len(warm))):
+        _timed(backend, run)
 
     before = backend.compression_bytes()
     times = np.array([_timed(backend, run) for _ in range(_iterations(opts, typical))])
@@ -132,18 +134,24 @@ def _timed(backend: Backend, run: Callable[[], None]) -> float:
 
 
 def _more_warm_ups(opts: Options, first: float) -> int:
-    """Warm-up calls after the first (whose slowest-rank time is `first`): at least -w in all,
-    and fast rows keep warming up for --warmup-time (at most MAX_TIMED_WARM_UPS calls): a fresh
-    world's first few dozen small calls run several times slower (torch's first calls through
-    a process group, ranks still being placed on cores), and -w alone would time that start-up
-    instead of the collective. A --budget stops warming up slow rows early. Every rank
-    computes the same count from the same times."""
+    """Warm-up calls after the first (whose slowest-rank time is `first`): a --budget stops
+    warming up slow rows early. Every rank computes the same count from the same times."""
     more = max(0, opts.warmup - 1)
-    if first > 0 and opts.warmup_time > 0:
-        more = max(more, min(MAX_TIMED_WARM_UPS, int(opts.warmup_time / first)) - 1)
     if opts.budget is not None and first > 0:
         more = min(more, int(opts.budget // first))
     return more
+
+
+def _timed_warm_ups(opts: Options, typical: float, done: int) -> int:
+    """Further warm-up calls so that a fast row warms up for --warmup-time (at most
+    MAX_TIMED_WARM_UPS calls in all), from the median of the -w warm-ups (`typical`, slowest
+    rank): a fresh world's first few dozen small calls run several times slower (torch's first
+    calls through a process group, ranks still being placed on cores), and so do the first
+    calls after a size change; -w alone timed that instead of the collective. The first call
+    is no guide (it pays the world's start-up). Every rank computes the same count."""
+    if done == 0 or typical <= 0 or opts.warmup_time <= 0:
+        return 0
+    return max(0, min(MAX_TIMED_WARM_UPS, int(opts.warmup_time / typical)) - done)
 
 
 MAX_TIMED_WARM_UPS = 1000
