@@ -99,8 +99,8 @@ _EARLY_SIZES = (3_000_000, 700_000, 2_500_000, 16_000, 3_000_000, 5)
 def _early_arrivals(rank, size):
     # Rank 1 sends tag 2 before tag 1; rank 0 receives tag 1 first, so every tag-2 message
     # arrives before its receive is posted and waits in an early-arrival buffer. The buffers
-    # are pooled and not cleared: a reused one still holds the previous, larger message, which
-    # must not leak into a smaller one.
+    # are not cleared: memory the allocator hands back may still hold the previous, larger
+    # message, which must not leak into a smaller one.
     dist = init(rank, size)
     ok = []
     for i, n in enumerate(_EARLY_SIZES):

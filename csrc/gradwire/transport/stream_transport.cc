@@ -17,7 +17,6 @@ namespace gw {
 namespace {
 
 constexpr size_t kHeaderBytes = sizeof(FrameHeader);
-constexpr size_t kReducePiece = 64 << 10;  // reduce-on-receive granularity: stays in cache
 
 }  // namespace
 
@@ -513,7 +512,7 @@ void StreamTransport::on_header(Peer& p) {
         auto u = std::find_if(p.unexpected.begin(), p.unexpected.end(),
                               [&](const Unexpected& x) { return x.key == key; });
         if (u == p.unexpected.end()) {
-          p.unexpected.push_back(Unexpected{key, fp, buffers_.acquire(h.msg_bytes), 0});
+          p.unexpected.push_back(Unexpected{key, fp, EarlyBytes(h.msg_bytes), 0});
           u = std::prev(p.unexpected.end());
         }
         p.target_is_posted = false;

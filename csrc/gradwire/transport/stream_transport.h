@@ -15,7 +15,6 @@
 #include <vector>
 
 #include "gradwire/transport/channel.h"
-#include "gradwire/transport/message_buffer.h"
 #include "gradwire/transport/shm/segment.h"
 #include "gradwire/transport/transport.h"
 
@@ -94,10 +93,22 @@ class StreamTransport : public Transport {
     DType dtype = DType::kUInt8;
     ReduceOp op = ReduceOp::kSum;
   };
+  // The bytes of a message that arrived before its receive was posted. The payload overwrites
+  // them, so they are left uninitialized: a zero fill (std::vector) cost as much as the copy.
+  class EarlyBytes {
+   public:
+    explicit EarlyBytes(size_t n) : mem_(new char[n]), size_(n) {}
+    char* data() { return mem_.get(); }
+    size_t size() const { return size_; }
+
+   private:
+    std::unique_ptr<char[]> mem_;
+    size_t size_;
+  };
   struct Unexpected {
     MsgKey key;
     OpFingerprint fp;
-    MessageBuffer data;
+    EarlyBytes data;
     size_t got;
   };
   // A single-copy send waiting for the receiver's DONE (or REFUSE). Its request completes only
@@ -143,6 +154,8 @@ class StreamTransport : public Transport {
     uint64_t mail_sent = 0;
     uint64_t mail_taken = 0;
   };
+  // Reduce-on-receive works in pieces of this many bytes, which stay in cache.
+  static constexpr size_t kReducePiece = 64 << 10;
   struct RecentOp {
     uint64_t seq = 0;
     OpFingerprint fp;
@@ -220,7 +233,6 @@ class StreamTransport : public Transport {
   int publish_cpu();
   bool shares_core(const Peer& p, int cpu) const;
   const size_t cma_min_bytes_;
-  MessageBufferPool buffers_;  // for unexpected messages; declared before peers_, outlives them
   std::vector<Peer> peers_;
   std::shared_ptr<shm::Segment> own_segment_;
   shm::Doorbell* bell_ = nullptr;

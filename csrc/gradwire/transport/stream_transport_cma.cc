@@ -70,7 +70,7 @@ void StreamTransport::on_cma_offer(Peer& p, const FrameHeader& h) {
     p.posted.erase(it);
   } else {
     // No receive posted yet: take the message now, as an eager DATA message would arrive.
-    p.unexpected.push_back(Unexpected{key, fp, buffers_.acquire(h.msg_bytes), 0});
+    p.unexpected.push_back(Unexpected{key, fp, EarlyBytes(h.msg_bytes), 0});
     Unexpected& u = p.unexpected.back();
     std::string why = shm::cma_read(offer.pid, offer.data_addr, u.data.data(), u.data.size());
     if (!why.empty()) fail<PeerError>(str("single-copy read from rank ", p.rank, ": ", why), -1);
@@ -90,7 +90,7 @@ void StreamTransport::cma_read_into(Peer& p, const CmaOffer& offer, PostedRecv& 
   if (!r.reduce) {
     why = shm::cma_read(offer.pid, offer.data_addr, r.buf, r.size);
   } else {
-    if (p.scratch.empty()) p.scratch.resize(64 << 10);
+    if (p.scratch.empty()) p.scratch.resize(kReducePiece);
     const size_t es = dtype_size(r.dtype);
     const size_t piece = p.scratch.size() / es * es;
     for (size_t off = 0; off < r.size && why.empty(); off += piece) {
