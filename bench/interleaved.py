@@ -111,11 +111,12 @@ def _allgather_max(pair: str, values):
 
 def worker(args) -> None:
     import numpy as np
+    from gradwire.bench.sizes import format_size, size_range
 
     rank, size, ours, theirs, (bar_ours, bar_theirs), close = _open_pair(args.worker)
     names = PAIRS[args.worker][:2]
     rows = []
-    for nbytes in _sizes(args.minbytes, args.maxbytes, args.stepfactor):
+    for nbytes in size_range(args.minbytes, args.maxbytes, factor=args.stepfactor):
         n = nbytes // 4
         a = np.empty(n, dtype=np.float32)
         calls = (ours(a), theirs(a))
@@ -153,7 +154,7 @@ def worker(args) -> None:
         )
         if rank == 0 and not args.quiet:
             print(
-                f"  {args.worker} np={size} {_fmt(nbytes):>5}: {names[0]} {med[0] * 1e3:9.3f} ms"
+                f"  {args.worker} np={size} {format_size(nbytes):>5}: {names[0]} {med[0] * 1e3:9.3f} ms"
                 f"  {names[1]} {med[1] * 1e3:9.3f} ms  ratio {paired:5.2f}x",
                 file=sys.stderr,
                 flush=True,
@@ -165,66 +166,28 @@ def worker(args) -> None:
 
 
 # ---- driver side -------------------------------------------------------------------------------
-def _sizes(lo: int, hi: int, f: float):
-    out, s = [], lo
-    while s <= hi:
-        out.append(s)
-        s = int(s * f)
-    return out
-
-
-def _parse_size(text: str) -> int:
-    from gradwire.bench.sizes import parse_size
-
-    return parse_size(text)
-
-
-def _fmt(n: int) -> str:
-    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
-        if n >= 1 << shift and n % (1 << shift) == 0:
-            return f"{n >> shift}{unit}"
-    return str(n)
-
-
-def _git_rev() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", _ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(pair: str, args, json_path: str) -> str:
     """Runs one pair's world; returns '' or why it was skipped."""
+    from gradwire.bench.errors import BenchUsageError
+    from gradwire.bench.launch import free_port, mpirun_command
+
     me = [sys.executable, os.path.abspath(__file__), "--worker", pair, "--json", json_path]
     me += ["-b", str(args.minbytes), "-e", str(args.maxbytes), "-f", str(args.stepfactor)]
     me += ["-n", str(args.iters)]
-    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
     if pair == "torch":
         gw = shutil.which("gradwire", path=os.path.dirname(sys.executable)) or "gradwire"
         cmd = [gw, "run", "--nproc-per-node", str(args.np), "--no-python"] + me
     else:
-        exe = shutil.which("mpirun")
-        if exe is None:
-            return "mpirun not found (Debian: openmpi-bin libopenmpi-dev)"
         try:
             import mpi4py  # noqa: F401
+
+            cmd = mpirun_command(args.np, " ".join(MPI_ARGS))
         except ImportError:
             return "mpi4py is not installed"
-        cmd = [exe, "-n", str(args.np), "--oversubscribe"]
-        if os.geteuid() == 0:
-            cmd.append("--allow-run-as-root")
-        cmd += MPI_ARGS + ["-x", "MASTER_ADDR", "-x", "MASTER_PORT"] + me
+        except BenchUsageError as e:
+            return str(e)
+        cmd += ["-x", "MASTER_ADDR", "-x", "MASTER_PORT"] + me
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         env.pop(k, None)
     subprocess.run(cmd, env=env, check=True, timeout=args.timeout)
@@ -232,6 +195,8 @@ def _launch(pair: str, args, json_path: str) -> str:
 
 
 def _report(meta: dict, results: dict) -> str:
+    from gradwire.bench.sizes import format_size
+
     lines = [
         f"# Interleaved comparison `{meta['name']}`",
         "",
@@ -264,7 +229,7 @@ def _report(meta: dict, results: dict) -> str:
                 a, b = r[ours]["median_us"], r[theirs]["median_us"]
                 w = r[ours]["wrong_max_rank"] + r[theirs]["wrong_max_rank"]
                 lines.append(
-                    f"| {_fmt(r['nbytes'])} | {a:.1f} | {b:.1f} | "
+                    f"| {format_size(r['nbytes'])} | {a:.1f} | {b:.1f} | "
                     f"{factor * r['nbytes'] / a / 1e3:.2f} | {factor * r['nbytes'] / b / 1e3:.2f} | "
                     f"{r['median_paired_ratio']:.2f}x | {w} |"
                 )
@@ -302,7 +267,9 @@ def main() -> int:
     p.add_argument("--json", help=argparse.SUPPRESS)
     p.add_argument("-q", "--quiet", action="store_true")
     args = p.parse_args()
-    args.minbytes, args.maxbytes = _parse_size(str(args.minbytes)), _parse_size(str(args.maxbytes))
+    from gradwire.bench.sizes import parse_size
+
+    args.minbytes, args.maxbytes = parse_size(args.minbytes), parse_size(args.maxbytes)
     if args.minbytes < 4 or args.minbytes > args.maxbytes or args.stepfactor <= 1:
         p.error("need 4 <= --minbytes <= --maxbytes and --stepfactor > 1")
     if args.worker:
@@ -315,8 +282,10 @@ def main() -> int:
     nps = [int(x) for x in args.np.split(",")]
     start = dt.datetime.now(dt.timezone.utc)
     name = args.name or f"interleaved-{start:%Y-%m-%d}"
-    out = args.out or os.path.join(_ROOT, "bench", "results", name)
+    out = os.path.abspath(args.out or os.path.join(_ROOT, "bench", "results", name))
     os.makedirs(out, exist_ok=True)
+    os.chdir(_ROOT)  # source_revision() asks git about the working directory
+    from gradwire.bench.compare import source_revision
     from gradwire.bench.machine import describe
 
     machine = describe()
@@ -337,7 +306,7 @@ def main() -> int:
         "load": machine.get("loadavg_at_start"),
         "command": "bench/interleaved.py " + " ".join(sys.argv[1:]),
         "software": {k: machine.get(k) for k in ("python", "numpy", "torch", "gradwire")},
-        "source": _git_rev(),
+        "source": source_revision(),
     }
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
