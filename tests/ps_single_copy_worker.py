@@ -5,7 +5,7 @@ GRADWIRE_PS_SINGLE_COPY_MIN_BYTES, or the pid namespace it runs in, is its own).
 
 Registers a dense tensor and a sparse table large enough for single copy in both directions,
 trains a few exact (dyadic) steps, and prints one JSON line: the values it pulled back, the
-bytes it moved by single copy, and its pid."""
+bytes it moved by single copy (and of those, written in place by the servers), and its pid."""
 
 import json
 import os
@@ -39,6 +39,7 @@ print(
             "emb": table.double().sum().item(),
             "emb_abs": table.double().abs().sum().item(),
             "single_copy": c.single_copy_bytes,
+            "in_place": c.in_place_bytes,
             "pid": os.getpid(),
         }
     )

@@ -1,7 +1,9 @@
 """Same-host single copy of parameter-server payloads (GRADWIRE_PS_SINGLE_COPY_MIN_BYTES): large
-requests and replies travel as references read with process_vm_readv. The values a worker
-trains must equal those over sockets bit for bit, the path must really be taken, and a worker
-the server cannot read (another pid namespace) must fall back to sockets without an error."""
+requests and replies travel as references read with process_vm_readv, and dense read replies
+are written straight into the worker's tensor (GRADWIRE_PS_REPLY_IN_PLACE). The values a worker
+trains must equal those over sockets bit for bit, each path must really be taken, only a
+worker's newest connection is written in place, a failed in-place operation keeps its tensors
+alive, and a worker the server cannot read (another pid namespace) falls back to sockets."""
 
 from __future__ import annotations
 
@@ -10,18 +12,21 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gradwire.ps as ps
+import gradwire.ps.client as ps_client
 import pytest
+import torch
 
 WORKER = str(Path(__file__).with_name("ps_single_copy_worker.py"))
 
 
-def _run(single_copy_min: str, prefix=(), server_env=None, **extra):
+def _run(single_copy_min: str, prefix=(), server_env=None, mode="bsp", **extra):
     env = dict(os.environ, GRADWIRE_PS_SINGLE_COPY_MIN_BYTES=single_copy_min, **extra)
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
-    with ps.start_local_servers(2, 1, mode="bsp", env=server_env or env) as servers:
+    with ps.start_local_servers(2, 1, mode=mode, env=server_env or env) as servers:
         p = subprocess.run(
             list(prefix) + [sys.executable, WORKER, ",".join(servers.addresses)],
             env=env,
@@ -33,16 +38,68 @@ def _run(single_copy_min: str, prefix=(), server_env=None, **extra):
     return json.loads(p.stdout.strip().splitlines()[-1]), p.stderr
 
 
-@pytest.mark.timeout(200)
-def test_single_copy_trains_the_same_values_as_sockets():
-    by_ref, _ = _run("256K")
-    sockets, _ = _run("0")
-    assert sockets["single_copy"] == 0
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode", ["bsp", "asp"])  # asp answers push_pull from the update itself
+def test_single_copy_trains_the_same_values_as_sockets(mode):
+    in_place, _ = _run("256K", mode=mode)
+    lent, _ = _run("256K", mode=mode, GRADWIRE_PS_REPLY_IN_PLACE="0")
+    sockets, _ = _run("0", mode=mode)
+    assert sockets["single_copy"] == 0 and sockets["in_place"] == 0
     # dense pushes and replies, pull_rows replies: far more than one pass of the tensor
-    assert by_ref["single_copy"] > 4 * 1_200_000
+    assert lent["single_copy"] > 4 * 1_200_000 and lent["in_place"] == 0
+    # 4 push_pull replies and the final pull of the 1.2 MB tensor were written in place
+    assert in_place["in_place"] == 5 * 1_200_000
     for k in ("push_pull_last", "w", "w_first", "emb", "emb_abs"):
-        assert by_ref[k] == sockets[k], k
-    assert by_ref["emb_abs"] > 0
+        assert in_place[k] == sockets[k], k
+        assert lent[k] == sockets[k], k
+    assert in_place["emb_abs"] > 0
+
+
+@pytest.mark.timeout(60)
+def test_only_the_newest_connection_of_a_worker_is_written_in_place():
+    # Two clients with one worker id (a restarted worker whose old process still holds its
+    # connection): the older one's replies must come the ordinary way, still correct.
+    n = 300_000
+    with ps.start_local_servers(2, 1, mode="asp") as servers:
+        old = ps.connect(servers.addresses, worker_id=0, num_workers=1, timeout=30)
+        old.register_dense("w", torch.arange(n, dtype=torch.float32), optimizer=ps.SGD(lr=1.0))
+        new = ps.connect(servers.addresses, worker_id=0, num_workers=1, timeout=30)
+        new.register_dense("w", torch.zeros(n), optimizer=ps.SGD(lr=1.0))
+        a, b = torch.empty(n), torch.empty(n)
+        old.push_pull("w", torch.ones(n), a)  # the fused ASP answer, falling back
+        new.pull("w", b)
+        expect = torch.arange(n, dtype=torch.float32) - 1
+        assert torch.equal(a, expect) and torch.equal(b, expect)
+        assert old.in_place_bytes == 0 and old.single_copy_bytes >= 2 * 4 * n
+        assert new.in_place_bytes == 4 * n
+        old.pull("w", a)
+        assert torch.equal(a, expect) and old.in_place_bytes == 0
+        old.close()
+        new.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_in_place_read_keeps_its_tensor_alive():
+    # A BSP pull that times out stays parked on the server, which writes the value into the
+    # worker's tensor once the read may be served: the tensor must outlive the failed op.
+    n = 300_000
+    with ps.start_local_servers(1, 2, mode="bsp") as servers:
+        w0 = ps.connect(servers.addresses, worker_id=0, num_workers=2, timeout=1.5)
+        w0.register_dense("w", torch.full((n,), 3.0))
+        w0.clock()  # worker 1 has not advanced: the pull at clock 1 waits for it
+        out = torch.zeros(n)
+        with pytest.raises(TimeoutError, match="pull\\('w'\\) did not complete"):
+            w0.pull("w", out)
+        assert any(t is out for kept in ps_client._IN_FLIGHT_FOREVER for t in kept)
+        w1 = ps.connect(servers.addresses, worker_id=1, num_workers=2, timeout=30)
+        w1.register_dense("w", torch.zeros(n))
+        w1.clock()  # now the parked read is served: into `out`, after its op failed
+        deadline = time.monotonic() + 20
+        while not torch.equal(out, torch.full((n,), 3.0)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert torch.equal(out, torch.full((n,), 3.0))
+        w0.close()
+        w1.close()
 
 
 @pytest.mark.timeout(120)

@@ -37,7 +37,9 @@ void register_ps(py::module_& m) {
       .def("wait", &PsFuture::wait, py::call_guard<py::gil_scoped_release>(),
            "Block until every server answered; raise the first error.")
       .def("done", &PsFuture::done)
-      .def_property_readonly("description", &PsFuture::description);
+      .def_property_readonly("description", &PsFuture::description)
+      .def_property_readonly("wrote_in_place", &PsFuture::wrote_in_place,
+                             "A server was asked to write the reply into the caller's tensor.");
 
   py::class_<ps::Server>(ps, "Server")
       .def(py::init([](int shard_id, int num_servers, int num_workers, const std::string& mode,
@@ -135,6 +137,7 @@ void register_ps(py::module_& m) {
       .def_property_readonly("max_observed_staleness", &Client::max_observed_staleness)
       .def_property_readonly("num_servers", &Client::num_servers)
       .def_property_readonly("single_copy_bytes", &Client::single_copy_bytes)
+      .def_property_readonly("in_place_bytes", &Client::in_place_bytes)
       .def_property_readonly("push_wire_bytes", &Client::push_wire_bytes)
       .def_property_readonly("push_dense_bytes", &Client::push_dense_bytes)
       .def("residual_keys", [](Client& c) { return c.residuals().keys(); })

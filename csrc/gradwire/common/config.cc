@@ -89,6 +89,11 @@ Config Config::from_env() {
   GW_CHECK_ARG(c.ps_timeout_seconds > 0, "GRADWIRE_PS_TIMEOUT must be positive");
   c.ps_single_copy_min_bytes =
       env_bytes("GRADWIRE_PS_SINGLE_COPY_MIN_BYTES", c.ps_single_copy_min_bytes, true);
+  if (const char* v = env("GRADWIRE_PS_REPLY_IN_PLACE")) {
+    std::string s(v);
+    GW_CHECK_ARG(s == "0" || s == "1", "GRADWIRE_PS_REPLY_IN_PLACE='", v, "' must be 0 or 1");
+    c.ps_reply_in_place = s == "1";
+  }
   if (const char* v = env("GRADWIRE_SIMD")) {
     c.simd = v;
     GW_CHECK_ARG(c.simd == "auto" || c.simd == "generic", "GRADWIRE_SIMD='", v,

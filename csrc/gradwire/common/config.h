@@ -30,6 +30,9 @@ struct Config {
   // GRADWIRE_PS_SINGLE_COPY_MIN_BYTES: same-host payloads from this size go by single copy
   // (0: off)
   size_t ps_single_copy_min_bytes = 256 << 10;
+  // GRADWIRE_PS_REPLY_IN_PLACE: 1 lets a same-host server write large pull / push_pull values
+  // straight into the worker's tensor; 0 has them lent and read by the worker
+  bool ps_reply_in_place = true;
 
   // Parsed from the environment on first use; invalid values raise InvalidArgument naming
   // the variable.

@@ -217,6 +217,12 @@ uint64_t Client::single_copy_bytes() const {
   return n;
 }
 
+uint64_t Client::in_place_bytes() const {
+  uint64_t n = 0;
+  for (const auto& l : links_) n += l->in_place_bytes();
+  return n;
+}
+
 std::shared_ptr<PsFuture> Client::push(const std::string& name, const float* grad, uint64_t numel) {
   return dense_op(PsOp::kPush, name, grad, nullptr, numel);
 }

@@ -67,6 +67,8 @@ class Client {
   int num_servers() const { return int(links_.size()); }
   // Payload bytes moved by same-host single copy, both directions (ps/single_copy.h).
   uint64_t single_copy_bytes() const;
+  // Of those, reply bytes the servers wrote straight into this worker's tensors.
+  uint64_t in_place_bytes() const;
   // Data bytes of the dense pushes sent (encoded size for compressed tensors), and the bytes
   // they would have been as float32.
   uint64_t push_wire_bytes() const { return push_wire_bytes_.load(); }

@@ -2,6 +2,7 @@
 // is, failed with the first part's error. wait() never outlives the operation's deadline.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -23,6 +24,11 @@ class PsFuture {
   void wait();
   const std::string& description() const { return what_; }
   void set_cancel(std::function<void()> cancel) { cancel_ = std::move(cancel); }
+  // Some part asked a server to write its reply into the caller's buffers (ps/single_copy.h).
+  // After a failure or timeout such a server may still be writing them, so the caller must
+  // keep them allocated (the Python layer does).
+  void note_in_place() { in_place_ = true; }
+  bool wrote_in_place() const { return in_place_.load(); }
 
  private:
   std::string what_;
@@ -32,6 +38,7 @@ class PsFuture {
   int remaining_;
   std::exception_ptr err_;
   std::function<void()> cancel_;
+  std::atomic<bool> in_place_{false};
 };
 
 }  // namespace ps

@@ -69,7 +69,7 @@ void split_payload(Message* m) {
     GW_THROW(ProtocolError, "parameter-server payload: meta length ", meta,
              " is not a multiple of 8");
   }
-  if (flags & kPayloadByRef) {
+  if (flags & (kPayloadByRef | kReplyInPlace)) {
     GW_THROW(ProtocolError, "parameter-server payload: a by-reference payload was not resolved");
   }
   m->meta_bytes = meta;

@@ -184,8 +184,15 @@ using Bytes = std::vector<char, UninitAllocator<char>>;
 constexpr size_t kPayloadPrefix = 8;
 constexpr uint32_t kPayloadByRef = 1;  // data is a DataRef (ps/single_copy.h), not the bytes
 constexpr uint32_t kReplyByRefOk = 2;  // request: the worker can read a reply by reference
-constexpr uint32_t kKnownPayloadFlags = kPayloadByRef | kReplyByRefOk;
+// Request: the data section starts with a DataRef naming the worker's buffers for the reply's
+// data, which the server may write in place (ps/single_copy.h).
+constexpr uint32_t kReplyInPlace = 4;
+constexpr uint32_t kDataInPlace = 8;  // reply: the data was written in place; none follows
+constexpr uint32_t kKnownPayloadFlags =
+    kPayloadByRef | kReplyByRefOk | kReplyInPlace | kDataInPlace;
 std::string payload_prefix(size_t meta_bytes, uint32_t flags = 0);
+
+struct DataRef;
 
 // A received message: its header, and the payload split into meta and data.
 struct Message {
@@ -194,6 +201,9 @@ struct Message {
   Bytes payload;
   size_t meta_bytes = 0;
   uint32_t flags = 0;  // the prefix's flags as received
+  // kReplyInPlace: where the reply's data may be written (not part of the payload, so not of
+  // the write-ahead-log record either).
+  std::shared_ptr<DataRef> reply_dest;
   const char* meta() const { return payload.data() + kPayloadPrefix; }
   const char* data() const { return payload.data() + kPayloadPrefix + meta_bytes; }
   size_t data_bytes() const { return payload.size() - kPayloadPrefix - meta_bytes; }

@@ -17,6 +17,8 @@ namespace ps {
 
 struct Server::Peer {
   std::shared_ptr<Connection> conn;
+  int worker = -1;
+  shm::CmaIdentity identity;  // the worker's, verified at attach (single copy only)
   std::mutex mu;
   std::deque<Message> queue;
   bool scheduled = false;
@@ -39,6 +41,75 @@ struct Server::Outgoing {
   PsStatus status;
   std::string meta;
   Bytes data;
+  bool in_place = false;  // the data was written into the worker's buffers (kDataInPlace)
+};
+
+// The connection through which the server may write into a worker's memory: its newest
+// attached one. Replaced (under mu) when the worker reconnects, so a request of an older
+// connection, still being served, can no longer write (ps/single_copy.h).
+struct Server::WorkerSlot {
+  std::mutex mu;
+  const Peer* current = nullptr;
+};
+
+// Writes a read's value straight into the worker's tensor (kReplyInPlace). Consecutive pieces
+// are gathered into one process_vm_writev of up to kFlushBytes (they come from consecutive
+// parameter memory, still in cache). After a failure it stops writing; the server then answers
+// the ordinary way.
+class Server::InPlaceSink final : public ValueSink {
+ public:
+  InPlaceSink(WorkerSlot& slot, const Peer& peer, const DataRef& dest)
+      : slot_(slot), peer_(peer), writer_(dest) {}
+  void begin(size_t bytes) override {
+    begun_ = true;
+    if (bytes != writer_.capacity()) {
+      fail(str("the reply has ", bytes, " bytes, its destination ", writer_.capacity()));
+    }
+  }
+  void put(const void* p, size_t n) override {
+    if (!ok()) return;
+    if (pending_n_ && static_cast<const char*>(p) == pending_ + pending_n_) {
+      pending_n_ += n;
+    } else {
+      flush();
+      pending_ = static_cast<const char*>(p);
+      pending_n_ = n;
+    }
+    if (pending_n_ >= kFlushBytes) flush();
+  }
+  // True when the whole value reached the worker.
+  bool finish() {
+    flush();
+    return ok() && writer_.written() == writer_.capacity();
+  }
+  bool begun() const { return begun_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  static constexpr size_t kFlushBytes = 256 << 10;
+  bool ok() const { return error_.empty(); }
+  void fail(std::string why) {
+    if (ok()) error_ = std::move(why);
+  }
+  void flush() {
+    if (!pending_n_ || !ok()) return;
+    std::lock_guard<std::mutex> lk(slot_.mu);
+    if (slot_.current != &peer_ || peer_.conn->closed()) {
+      fail("the connection was replaced or closed");
+    } else {
+      std::string why = writer_.write(pending_, pending_n_);
+      if (!why.empty()) fail(std::move(why));
+    }
+    pending_n_ = 0;
+  }
+
+  WorkerSlot& slot_;
+  const Peer& peer_;
+  InPlaceWriter writer_;
+  const char* pending_ = nullptr;
+  size_t pending_n_ = 0;
+  bool begun_ = false;
+  std::string error_;
 };
 
 namespace {
@@ -71,6 +142,7 @@ Server::Server(const ServerOptions& opts) : opts_(opts), state_(opts.shard) {
   GW_CHECK_ARG(c.num_servers > 0 && c.shard_id >= 0 && c.shard_id < c.num_servers, "shard id ",
                c.shard_id, " must be in [0, ", c.num_servers, ")");
   GW_CHECK_ARG(c.num_workers > 0, "the number of workers must be positive");
+  for (int i = 0; i < c.num_workers; ++i) slots_.push_back(std::make_unique<WorkerSlot>());
   if (!opts_.checkpoint_dir.empty()) {
     ::mkdir(opts_.checkpoint_dir.c_str(), 0755);
     uint64_t gen = load_checkpoint(state_, opts_.checkpoint_dir);
@@ -162,6 +234,7 @@ void Server::serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock) {
            " (a server rank)");
     return;
   }
+  peer->worker = worker;
   peer->conn = std::make_shared<Connection>(
       std::move(sock), c.shard_id, rank, str("worker ", worker), Config::get().ps_timeout_seconds);
   {
@@ -199,6 +272,10 @@ void Server::serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock) {
     if (!stopping_) GW_LOG(kDebug, "parameter server: worker ", worker, " connection: ", e.what());
   }
   peer->conn->shutdown();
+  if (worker < int(slots_.size())) {
+    std::lock_guard<std::mutex> lk(slots_[size_t(worker)]->mu);
+    if (slots_[size_t(worker)]->current == peer.get()) slots_[size_t(worker)]->current = nullptr;
+  }
   std::lock_guard<std::mutex> lk(peer->lent_mu);
   peer->lent.clear();
 }
@@ -220,6 +297,12 @@ void Server::attach_peer(Peer& peer, const FrameHeader& h) {
              peer.conn->peer_name(), " (", why, ")");
     }
   }
+  if (caps.read_by_ref && peer.worker >= 0 && peer.worker < int(slots_.size())) {
+    // This connection is now the one that may write into the worker (WorkerSlot).
+    peer.identity = worker;
+    std::lock_guard<std::mutex> lk(slots_[size_t(peer.worker)]->mu);
+    slots_[size_t(peer.worker)]->current = &peer;
+  }
   peer.conn->set_single_copy(caps);
   Writer w;
   w.u32(caps.read_by_ref ? 1 : 0);
@@ -237,7 +320,7 @@ void Server::read_request(Peer& peer, const FrameHeader& h, Message* m) {
   uint32_t meta_bytes = 0, flags = 0;
   parse_prefix(prefix, h.length, &meta_bytes, &flags);
   if (flags & kReplyByRefOk) peer.reply_by_ref = true;
-  if (!(flags & kPayloadByRef)) {
+  if (!(flags & (kPayloadByRef | kReplyInPlace))) {
     m->payload.resize(h.length);
     memcpy(m->payload.data(), prefix, kPayloadPrefix);
     c.read_exact(m->payload.data() + kPayloadPrefix, h.length - kPayloadPrefix);
@@ -247,18 +330,57 @@ void Server::read_request(Peer& peer, const FrameHeader& h, Message* m) {
   if (!c.single_copy().read_by_ref) {
     GW_THROW(ProtocolError, c.peer_name(), " sent data by reference without single copy");
   }
-  // The data lives in the worker's buffers: read it into place, so that the message (and its
-  // write-ahead log record) looks as if the bytes had come over the socket.
-  Bytes rest(h.length - kPayloadPrefix);
-  c.read_exact(rest.data(), rest.size());
-  DataRef ref = DataRef::decode(rest.data() + meta_bytes, rest.size() - meta_bytes);
-  m->payload.resize(kPayloadPrefix + meta_bytes + ref.bytes());
-  std::string p = payload_prefix(meta_bytes, flags & ~kPayloadByRef);
+  Bytes meta(meta_bytes);
+  c.read_exact(meta.data(), meta_bytes);
+  uint64_t left = h.length - kPayloadPrefix - meta_bytes;
+  // Reads one DataRef off the data section; it must name the attached worker.
+  auto read_ref_record = [&](uint64_t max_bytes) {
+    if (max_bytes < DataRef::wire_bytes(0)) {
+      GW_THROW(ProtocolError, c.peer_name(), ": a data reference does not fit its request");
+    }
+    Bytes rec(DataRef::wire_bytes(0));
+    c.read_exact(rec.data(), rec.size());
+    uint64_t nseg = 0;
+    memcpy(&nseg, rec.data() + 32, 8);
+    if (nseg > (max_bytes - rec.size()) / 16) {
+      GW_THROW(ProtocolError, c.peer_name(), ": a data reference of ", nseg,
+               " segments does not fit its request");
+    }
+    rec.resize(DataRef::wire_bytes(nseg));
+    c.read_exact(rec.data() + DataRef::wire_bytes(0), 16 * nseg);
+    DataRef ref = DataRef::decode(rec.data(), rec.size());
+    if (ref.owner.pid != peer.identity.pid || ref.owner.token != peer.identity.token) {
+      GW_THROW(ProtocolError, c.peer_name(), " sent a reference to another process's memory");
+    }
+    left -= rec.size();
+    return ref;
+  };
+  if (flags & kReplyInPlace) {
+    if (m->tag != uint32_t(PsOp::kPull) && m->tag != uint32_t(PsOp::kPushPull)) {
+      GW_THROW(ProtocolError, c.peer_name(), ": an in-place reply destination on op ", m->tag);
+    }
+    m->reply_dest = std::make_shared<DataRef>(read_ref_record(left));
+  }
+  // The message then looks as if the bytes had come over the socket (and so does its
+  // write-ahead-log record): data by reference is read into place, the destination is not
+  // part of it.
+  DataRef data;
+  if (flags & kPayloadByRef) data = read_ref_record(left);
+  if (left != 0 && (flags & kPayloadByRef)) {
+    GW_THROW(ProtocolError, c.peer_name(), ": ", left, " bytes after a data reference");
+  }
+  uint64_t data_bytes = (flags & kPayloadByRef) ? data.bytes() : left;
+  m->payload.resize(kPayloadPrefix + meta_bytes + data_bytes);
+  std::string p = payload_prefix(meta_bytes, flags & ~(kPayloadByRef | kReplyInPlace));
   memcpy(m->payload.data(), p.data(), kPayloadPrefix);
-  memcpy(m->payload.data() + kPayloadPrefix, rest.data(), meta_bytes);
-  std::string why =
-      read_ref(ref, {{m->payload.data() + kPayloadPrefix + meta_bytes, size_t(ref.bytes())}});
-  if (!why.empty()) GW_THROW(PeerError, "single-copy read from ", c.peer_name(), ": ", why);
+  memcpy(m->payload.data() + kPayloadPrefix, meta.data(), meta_bytes);
+  char* into = m->payload.data() + kPayloadPrefix + meta_bytes;
+  if (flags & kPayloadByRef) {
+    std::string why = read_ref(data, {{into, size_t(data_bytes)}});
+    if (!why.empty()) GW_THROW(PeerError, "single-copy read from ", c.peer_name(), ": ", why);
+  } else {
+    c.read_exact(into, data_bytes);
+  }
   split_payload(m);
 }
 
@@ -285,7 +407,9 @@ void Server::send_all(std::vector<Outgoing>& out) {
     std::string rec;
     uint32_t flags = 0;
     uint64_t lend_id = 0;
-    if (by_ref_min > 0 && o.data.size() >= by_ref_min && o.peer->reply_by_ref) {
+    if (o.in_place) {
+      flags = kDataInPlace;
+    } else if (by_ref_min > 0 && o.data.size() >= by_ref_min && o.peer->reply_by_ref) {
       // Lend the buffer: the worker reads it in place and releases it.
       DataRef ref;
       ref.owner = shm::own_cma_identity();
@@ -347,10 +471,21 @@ void Server::handle(const std::shared_ptr<Peer>& peer, Message& m) {
       return;
     }
     std::unique_lock<std::mutex> lk(mu_);
-    Bytes fused;  // ASP push_pull: the value right after this push (ShardState::push)
+    // ASP push_pull: the value right after this push (ShardState::push), into the worker's
+    // tensor or a reply buffer.
+    Bytes fused;
+    BytesSink fused_sink(&fused);
+    std::unique_ptr<InPlaceSink> in_place = in_place_sink(peer, m);
+    ValueSink* snapshot = nullptr;
+    if (op == PsOp::kPushPull) {
+      snapshot = in_place ? static_cast<ValueSink*>(in_place.get()) : &fused_sink;
+    }
+    bool answered = false, wrote = false;
     uint64_t min_clock = 0;
     if (!state_.already_applied(h)) {
-      apply_mutation(op, h, meta, m, op == PsOp::kPushPull ? &fused : nullptr);
+      apply_mutation(op, h, meta, m, snapshot);
+      answered = in_place ? in_place->begun() : !fused.empty();
+      wrote = in_place && answered && in_place->finish();  // still under the lock
       state_.mark_applied(h);
       min_clock = state_.min_clock();
       uint64_t end = wal_ ? wal_->append(uint32_t(op), m.payload) : 0;
@@ -358,8 +493,17 @@ void Server::handle(const std::shared_ptr<Peer>& peer, Message& m) {
       lk.unlock();
       if (wal_) wal_->sync(end);
     }
-    if (op == PsOp::kPushPull && !fused.empty()) {
-      out.push_back({peer, m.seq, PsStatus::kOk, read_reply_meta(min_clock), std::move(fused)});
+    if (answered && in_place && !wrote) {
+      // The in-place write failed: answer with the current value the ordinary way (under ASP
+      // it includes this push).
+      GW_LOG(kDebug, "parameter server shard ", opts_.shard.shard_id, ": in-place reply to ",
+             peer->conn->peer_name(), " failed (", in_place->error(), ")");
+      m.reply_dest.reset();
+      answered = false;
+    }
+    if (answered) {
+      out.push_back(
+          {peer, m.seq, PsStatus::kOk, read_reply_meta(min_clock), std::move(fused), wrote});
     } else if (op == PsOp::kPushPull) {
       if (!lk.owns_lock()) lk.lock();
       if (!try_read(peer, m, &out)) {
@@ -383,16 +527,29 @@ bool Server::try_read(const std::shared_ptr<Peer>& peer, Message& m, std::vector
   RequestHead h = meta.head();
   Bytes data;
   std::string why;
-  bool ready = false;
+  bool ready = false, wrote = false;
   switch (op) {
     case PsOp::kRegisterDense:
     case PsOp::kRegisterSparse:
       ready = register_key(op, h, meta, m);
       break;
     case PsOp::kPull:
-    case PsOp::kPushPull:
-      ready = state_.pull(h, op == PsOp::kPushPull, &data, &why);
+    case PsOp::kPushPull: {
+      bool own = op == PsOp::kPushPull;
+      std::unique_ptr<InPlaceSink> in_place = in_place_sink(peer, m);
+      BytesSink bytes(&data);
+      ready =
+          state_.pull(h, own, in_place ? static_cast<ValueSink*>(in_place.get()) : &bytes, &why);
+      if (ready && in_place) {
+        wrote = in_place->finish();
+        if (!wrote) {
+          GW_LOG(kDebug, "parameter server shard ", opts_.shard.shard_id, ": in-place reply to ",
+                 peer->conn->peer_name(), " failed (", in_place->error(), ")");
+          state_.pull(h, own, &bytes, &why);  // the same state, under the same lock
+        }
+      }
       break;
+    }
     case PsOp::kPullRows: {
       size_t n = m.data_bytes() / 8;
       GW_CHECK_ARG(m.data_bytes() % 8 == 0, "pull_rows('", h.key, "'): ids must be int64");
@@ -406,8 +563,14 @@ bool Server::try_read(const std::shared_ptr<Peer>& peer, Message& m, std::vector
   bool is_register = op == PsOp::kRegisterDense || op == PsOp::kRegisterSparse;
   out->push_back({peer, m.seq, PsStatus::kOk,
                   is_register ? std::string() : read_reply_meta(state_.min_clock()),
-                  std::move(data)});
+                  std::move(data), wrote});
   return true;
+}
+
+std::unique_ptr<Server::InPlaceSink> Server::in_place_sink(const std::shared_ptr<Peer>& peer,
+                                                           const Message& m) {
+  if (!m.reply_dest || peer->worker < 0 || peer->worker >= int(slots_.size())) return nullptr;
+  return std::make_unique<InPlaceSink>(*slots_[size_t(peer->worker)], *peer, *m.reply_dest);
 }
 
 void Server::retry_parked(std::vector<Outgoing>* out) {
@@ -457,7 +620,7 @@ bool Server::register_key(PsOp op, const RequestHead& h, Reader& meta, const Mes
 }
 
 void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const Message& m,
-                            Bytes* snapshot) {
+                            ValueSink* snapshot) {
   switch (op) {
     case PsOp::kPush:
     case PsOp::kPushPull: {

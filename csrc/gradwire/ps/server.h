@@ -54,6 +54,8 @@ class Server {
   struct Peer;
   struct Parked;
   struct Outgoing;
+  struct WorkerSlot;
+  class InPlaceSink;
 
   void accept_loop();
   void serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock);
@@ -66,7 +68,7 @@ class Server {
   // The state change of a mutation (push, push_rows, clock), live or replayed.
   // push_pull may pass `snapshot` (ShardState::push).
   void apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const Message& m,
-                      Bytes* snapshot = nullptr);
+                      ValueSink* snapshot = nullptr);
   // False when a non-root registration must wait for worker 0's.
   bool register_key(PsOp op, const RequestHead& h, Reader& meta, const Message& m);
   // Applies a logged mutation during replay (no parking, no log).
@@ -74,6 +76,9 @@ class Server {
   // Runs a read (or waiting registration); false when it must stay parked.
   bool try_read(const std::shared_ptr<Peer>& peer, Message& m, std::vector<Outgoing>* out);
   void retry_parked(std::vector<Outgoing>* out);
+  // The sink that writes a read's value into the worker's tensor, when the request asked for
+  // it (kReplyInPlace); else null.
+  std::unique_ptr<InPlaceSink> in_place_sink(const std::shared_ptr<Peer>& peer, const Message& m);
   // Sends replies (after the state lock is released); a vanished worker is skipped.
   static void send_all(std::vector<Outgoing>& out);
   // kCheckpoint: epoch 0 writes now; epoch k > 0 waits until every worker asked for epoch k.
@@ -96,6 +101,7 @@ class Server {
 
   std::mutex peers_mu_;
   std::vector<std::shared_ptr<Peer>> peers_;
+  std::vector<std::unique_ptr<WorkerSlot>> slots_;  // by worker id
   struct PeerThread {
     std::shared_ptr<std::atomic<bool>> done;  // joined by the acceptor once set
     std::thread thread;

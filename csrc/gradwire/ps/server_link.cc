@@ -119,22 +119,39 @@ void ServerLink::attach(Connection& c, std::chrono::steady_clock::time_point dea
          caps.send_by_ref ? "yes" : "no", ", receive ", caps.read_by_ref ? "yes" : "no");
 }
 
-void ServerLink::send_request(Connection& c, const PendingRequest& req) {
+void ServerLink::send_request(Connection& c, PendingRequest& req) {
   const SingleCopyCaps& caps = c.single_copy();
+  const size_t min_bytes = Config::get().ps_single_copy_min_bytes;
   uint32_t flags = caps.read_by_ref ? kReplyByRefOk : 0;
-  size_t bytes = 0;
+  size_t bytes = 0, reply_bytes = 0;
   for (const iovec& v : req.data) bytes += v.iov_len;
-  if (caps.send_by_ref && bytes >= Config::get().ps_single_copy_min_bytes) {
+  for (const iovec& v : req.reply_into) reply_bytes += v.iov_len;
+  // caps.send_by_ref: the server proved it can reach this process's memory, to read and so to
+  // write it (the same ptrace permission).
+  std::string records;
+  if (caps.send_by_ref && Config::get().ps_reply_in_place && !req.on_data &&
+      reply_bytes >= min_bytes && (req.op == PsOp::kPull || req.op == PsOp::kPushPull)) {
+    DataRef dest;
+    dest.owner = shm::own_cma_identity();
+    dest.segments = req.reply_into;
+    records = dest.encode();
+    flags |= kReplyInPlace;
+    req.future->note_in_place();
+  }
+  req.sent_in_place = (flags & kReplyInPlace) != 0;
+  std::vector<iovec> data;
+  if (caps.send_by_ref && bytes >= min_bytes) {
     DataRef ref;
     ref.owner = shm::own_cma_identity();
     ref.segments = req.data;
-    std::string rec = ref.encode();
-    c.send(FrameType::kPsRequest, req.seq, uint32_t(req.op), req.meta, {{&rec[0], rec.size()}},
-           flags | kPayloadByRef);
+    records += ref.encode();
+    flags |= kPayloadByRef;
     single_copy_bytes_ += bytes;
-    return;
+  } else {
+    data = req.data;
   }
-  c.send(FrameType::kPsRequest, req.seq, uint32_t(req.op), req.meta, req.data, flags);
+  if (!records.empty()) data.insert(data.begin(), iovec{&records[0], records.size()});
+  c.send(FrameType::kPsRequest, req.seq, uint32_t(req.op), req.meta, data, flags);
 }
 
 void ServerLink::submit(std::shared_ptr<PendingRequest> req,
@@ -261,6 +278,17 @@ void ServerLink::read_reply(Connection& c, const FrameHeader& h) {
       skip();
       while (!meta.empty() && meta.back() == '\0') meta.pop_back();
       err = server_error(PsStatus(h.tag), shard, meta);
+    } else if (flags & kDataInPlace) {
+      // The server wrote the data into reply_into itself; only a request that asked for it on
+      // this connection may be answered so.
+      if (data_bytes != 0 || !req->sent_in_place) {
+        GW_THROW(ProtocolError, req->what, ": ", shard, " answered in place a request that ",
+                 "did not ask for it");
+      }
+      size_t n = 0;
+      for (const iovec& v : req->reply_into) n += v.iov_len;
+      single_copy_bytes_ += n;
+      in_place_bytes_ += n;
     } else if (req->on_data) {
       Bytes buf(data_bytes);
       take({{buf.data(), data_bytes}});

@@ -43,6 +43,9 @@ struct PendingRequest {
   // Filled by the link.
   uint64_t seq = 0;
   std::string meta;
+  // The latest send asked the server to write the reply's data into reply_into itself
+  // (kReplyInPlace); set before the send, read by the link's reader thread.
+  std::atomic<bool> sent_in_place{false};
 };
 
 struct LinkIdentity {
@@ -63,18 +66,22 @@ class ServerLink {
   // Requests reach the server in submission order.
   void submit(std::shared_ptr<PendingRequest> req,
               const std::function<std::string(uint64_t mseq)>& encode);
-  // Forgets a request (its caller stopped waiting); its buffers are not touched afterwards.
+  // Forgets a request (its caller stopped waiting); this process does not touch its buffers
+  // afterwards (a server may still write into reply_into: PsFuture::wrote_in_place).
   void cancel(uint64_t seq);
   void close();
   // Payload bytes this link moved by single copy (both directions, ps/single_copy.h).
   uint64_t single_copy_bytes() const { return single_copy_bytes_.load(); }
+  // Of those, reply bytes the server wrote in place (kDataInPlace).
+  uint64_t in_place_bytes() const { return in_place_bytes_.load(); }
 
  private:
   std::shared_ptr<Connection> connect(std::chrono::steady_clock::time_point deadline);
   // The attach exchange on a new connection (before any request on it).
   void attach(Connection& c, std::chrono::steady_clock::time_point deadline);
-  // Sends a request, its data by reference when the connection allows and it is large.
-  void send_request(Connection& c, const PendingRequest& req);
+  // Sends a request, its data by reference when the connection allows and it is large, and
+  // asking for its reply in place when that is large.
+  void send_request(Connection& c, PendingRequest& req);
   void reader_loop();
   void read_reply(Connection& c, const FrameHeader& h);
   void reconnect();
@@ -91,7 +98,7 @@ class ServerLink {
   uint64_t next_mseq_ = 1;
   uint64_t receiving_ = 0;  // the request whose reply data is being read
   std::string last_error_;
-  std::atomic<uint64_t> single_copy_bytes_{0};
+  std::atomic<uint64_t> single_copy_bytes_{0}, in_place_bytes_{0};
   bool closing_ = false;
   std::thread reader_;
 };

@@ -166,7 +166,7 @@ void ShardState::apply_row(SparseTable& t, float* r, const float* grad) {
   apply_update(t.opt, r, r + t.dim, grad, t.dim, step);
 }
 
-void ShardState::apply_dense(DenseKey& k, const float* grad, Bytes* snapshot) {
+void ShardState::apply_dense(DenseKey& k, const float* grad, ValueSink* snapshot) {
   k.step += 1;
   if (!snapshot) {
     apply_update(k.opt, k.value.data(), k.state.data(), grad, k.shard_elems, k.step);
@@ -176,13 +176,12 @@ void ShardState::apply_dense(DenseKey& k, const float* grad, Bytes* snapshot) {
   // element-wise, so the values are those of one call over the whole shard.
   constexpr size_t kTile = 16384;
   const size_t n = k.shard_elems;
-  snapshot->resize(n * sizeof(float));
-  float* out = reinterpret_cast<float*>(snapshot->data());
+  snapshot->begin(n * sizeof(float));
   for (size_t off = 0; off < n; off += kTile) {
     const size_t len = std::min(kTile, n - off);
     float* state = k.state.empty() ? nullptr : k.state.data() + off;
     apply_update(k.opt, k.value.data() + off, state, grad + off, len, k.step, n);
-    memcpy(out + off, k.value.data() + off, len * sizeof(float));
+    snapshot->put(k.value.data() + off, len * sizeof(float));
   }
 }
 
@@ -232,7 +231,7 @@ void ShardState::drain_pending(SparseTable& t) {
   }
 }
 
-void ShardState::push(const RequestHead& h, const float* grad, size_t n, Bytes* snapshot) {
+void ShardState::push(const RequestHead& h, const float* grad, size_t n, ValueSink* snapshot) {
   DenseKey& k = dense_key(h, "push");
   GW_CHECK_ARG(n == k.shard_elems, "push('", h.key, "'): ", n, " gradient elements for shard ",
                cfg_.shard_id, ", expected ", k.shard_elems, " (tensor shape ", shape_str(k.shape),
@@ -315,12 +314,12 @@ bool ShardState::read_ready(int64_t last_applied, uint64_t earliest_pending, uin
   return ready;
 }
 
-bool ShardState::pull(const RequestHead& h, bool include_own, Bytes* out, std::string* why) {
+bool ShardState::pull(const RequestHead& h, bool include_own, ValueSink* out, std::string* why) {
   DenseKey& k = dense_key(h, include_own ? "push_pull" : "pull");
   uint64_t earliest = k.pending.empty() ? UINT64_MAX : k.pending.begin()->first;
   if (!read_ready(k.last_applied, earliest, h.clock, include_own, why)) return false;
-  out->resize(k.shard_elems * sizeof(float));
-  memcpy(out->data(), k.value.data(), out->size());
+  out->begin(k.shard_elems * sizeof(float));
+  out->put(k.value.data(), k.shard_elems * sizeof(float));
   return true;
 }
 

@@ -14,6 +14,7 @@
 #include "gradwire/ps/messages.h"
 #include "gradwire/ps/optimizer.h"
 #include "gradwire/ps/row_store.h"
+#include "gradwire/ps/value_sink.h"
 
 namespace gw {
 namespace ps {
@@ -79,14 +80,14 @@ class ShardState {
   bool register_sparse(const RequestHead& h, Reader& meta);
 
   // Mutations; each validates before it changes anything and throws InvalidArgument.
-  // `snapshot` (ASP only; else left empty): receives the shard's value right after this push,
-  // copied tile by tile as the update writes it (what push_pull answers, without re-reading).
-  void push(const RequestHead& h, const float* grad, size_t n, Bytes* snapshot = nullptr);
+  // `snapshot` (ASP only; else not called): receives the shard's value right after this push,
+  // tile by tile as the update writes it (what push_pull answers, without re-reading).
+  void push(const RequestHead& h, const float* grad, size_t n, ValueSink* snapshot = nullptr);
   void push_rows(const RequestHead& h, const int64_t* ids, const float* grads, size_t n);
   void clock(const RequestHead& h);
 
   // Reads; false (with the reason) when the consistency mode says to wait.
-  bool pull(const RequestHead& h, bool include_own, Bytes* out, std::string* why);
+  bool pull(const RequestHead& h, bool include_own, ValueSink* out, std::string* why);
   bool pull_rows(const RequestHead& h, const int64_t* ids, size_t n, Bytes* out, std::string* why);
 
   // For checkpoints.
@@ -105,7 +106,7 @@ class ShardState {
   float* row(SparseTable& t, int64_t id);
   // One optimizer step on a row.
   void apply_row(SparseTable& t, float* row, const float* grad);
-  void apply_dense(DenseKey& k, const float* grad, Bytes* snapshot = nullptr);
+  void apply_dense(DenseKey& k, const float* grad, ValueSink* snapshot = nullptr);
   void apply_rows(SparseTable& t, const std::map<int64_t, std::vector<float>>& grads);
   // BSP: applies every buffered update that is complete or whose clock every worker passed.
   void drain_pending(DenseKey& k);

@@ -55,6 +55,26 @@ std::string read_ref(const DataRef& ref, const std::vector<iovec>& into) {
   return shm::cma_readv(ref.owner.pid, into, ref.segments);
 }
 
+std::string InPlaceWriter::write(const void* p, size_t n) {
+  if (n > total_ - written_) {
+    return str("a reply of more than the ", total_, " bytes its destination holds");
+  }
+  std::vector<iovec> remote;
+  for (size_t left = n; left > 0;) {
+    const iovec& s = dest_.segments[seg_];
+    size_t k = std::min(left, s.iov_len - seg_off_);
+    remote.push_back({static_cast<char*>(s.iov_base) + seg_off_, k});
+    left -= k;
+    seg_off_ += k;
+    if (seg_off_ == s.iov_len) {
+      ++seg_;
+      seg_off_ = 0;
+    }
+  }
+  written_ += n;
+  return shm::cma_writev(dest_.owner.pid, {{const_cast<void*>(p), n}}, remote);
+}
+
 std::string encode_identity(const shm::CmaIdentity& id) {
   Writer w;
   w.u64(id.pid);

@@ -18,11 +18,19 @@
 //   reads the server's buffer into place
 //   kRelease {seq = lend id}              ->    frees the lent buffer
 //
+//   pull / push_pull with kReplyInPlace:  ->    writes the value straight into the worker's
+//   the worker's destination buffers             tensor (process_vm_writev) as it produces it
+//                                         <-    reply with kDataInPlace, no data (or, if the
+//                                                write failed, an ordinary reply)
+//
 // Invariants: a side sends by reference only what the other side proved at attach it can read;
 // the attach exchange finishes before any other request on the connection, so its outcome
 // holds for the connection's whole life; a lent reply buffer lives until its release or the
 // end of the connection. A failed read is a broken connection (the worker reconnects and
-// resends; the server applies each mutation once).
+// resends; the server applies each mutation once). A server writes into a worker only through
+// that worker's newest attached connection, so a request left over from a replaced connection
+// never writes after the worker reconnected; a worker whose operation failed or timed out
+// keeps its destination buffers alive (a server may still be writing them).
 #pragma once
 
 #include <sys/uio.h>
@@ -52,12 +60,31 @@ struct DataRef {
 
   uint64_t bytes() const;
   std::string encode() const;
+  // The encoded size of a reference with `nseg` segments.
+  static size_t wire_bytes(uint64_t nseg) { return 40 + 16 * nseg; }
   // Throws ProtocolError when the record is malformed or claims more than kMaxMessageBytes.
   static DataRef decode(const char* p, size_t n);
 };
 
 // Reads the referenced bytes into `into` (the same number of bytes); "" or the reason.
 std::string read_ref(const DataRef& ref, const std::vector<iovec>& into);
+
+// Writes a reply's data, in order, into the worker buffers a request's reply destination
+// names, one process_vm_writev per call.
+class InPlaceWriter {
+ public:
+  explicit InPlaceWriter(DataRef dest) : dest_(std::move(dest)), total_(dest_.bytes()) {}
+  uint64_t capacity() const { return total_; }
+  uint64_t written() const { return written_; }
+  // Writes the next n bytes; "" or the reason (writing past the capacity is one).
+  std::string write(const void* p, size_t n);
+
+ private:
+  DataRef dest_;
+  uint64_t total_;
+  uint64_t written_ = 0;
+  size_t seg_ = 0, seg_off_ = 0;  // the write position in dest_.segments
+};
 
 // Attach request meta (worker -> server) and reply meta (server -> worker).
 std::string encode_identity(const shm::CmaIdentity& id);

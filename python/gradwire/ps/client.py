@@ -18,6 +18,12 @@ _Optim = (SGD, Adagrad, Adam)
 _Init = (Zeros, Normal, Uniform)
 
 
+# Tensors of operations that failed after asking a same-host server to write their reply in
+# place (docs/parameter-server.md): that server may still be writing them, so they are never
+# freed. Only failed operations land here (a timeout, a lost server), and each once.
+_IN_FLIGHT_FOREVER: List[Tuple] = []
+
+
 class Future:
     """An operation in flight. ``wait()`` blocks (GIL released) until every server answered,
     raises the first error, and returns the operation's result (``None`` for pushes)."""
@@ -30,6 +36,10 @@ class Future:
         if not self._waited:
             try:
                 self._native.wait()
+            except BaseException:
+                if self._native.wrote_in_place:
+                    _IN_FLIGHT_FOREVER.append(self._keep)
+                raise
             finally:
                 self._waited = True
                 self._keep = ()
@@ -42,7 +52,7 @@ class Future:
         # The servers may still write into (or read from) the tensors this future holds.
         if not getattr(self, "_waited", True):
             try:
-                self._native.wait()
+                self.wait()
             except Exception:
                 pass
 
@@ -262,6 +272,12 @@ class Client:
         """Payload bytes this worker moved by same-host single copy (requests and replies;
         ``GRADWIRE_PS_SINGLE_COPY_MIN_BYTES``); 0 when every byte went over sockets."""
         return self._c.single_copy_bytes
+
+    @property
+    def in_place_bytes(self) -> int:
+        """Of ``single_copy_bytes``, the pull and push_pull reply bytes the servers wrote
+        straight into this worker's tensors (``GRADWIRE_PS_REPLY_IN_PLACE``)."""
+        return self._c.in_place_bytes
 
     def close(self) -> None:
         self._c.close()

@@ -68,27 +68,43 @@ std::string cma_read(uint64_t pid, uint64_t remote_addr, void* dst, size_t n) {
   return "";
 }
 
-std::string cma_readv(uint64_t pid, std::vector<iovec> local, std::vector<iovec> remote) {
+namespace {
+
+// Moves bytes between the local ranges and process `pid`'s ranges, in order, resuming where
+// the kernel stopped (it may copy less than asked).
+std::string cma_transfer(uint64_t pid, std::vector<iovec> local, std::vector<iovec> remote,
+                         bool write) {
+  const char* what = write ? "process_vm_writev to pid " : "process_vm_readv from pid ";
   size_t li = 0, ri = 0;
   advance(local, &li, 0);
   advance(remote, &ri, 0);
   while (li < local.size() && ri < remote.size()) {
-    // The kernel may copy less than asked; the lists are resumed where it stopped.
     unsigned long nl = std::min<size_t>(local.size() - li, IOV_MAX);
     unsigned long nr = std::min<size_t>(remote.size() - ri, IOV_MAX);
-    ssize_t r = ::process_vm_readv(pid_t(pid), &local[li], nl, &remote[ri], nr, 0);
+    ssize_t r = write ? ::process_vm_writev(pid_t(pid), &local[li], nl, &remote[ri], nr, 0)
+                      : ::process_vm_readv(pid_t(pid), &local[li], nl, &remote[ri], nr, 0);
     if (r < 0) {
       if (errno == EINTR) continue;
-      return str("process_vm_readv from pid ", pid, ": ", strerror(errno));
+      return str(what, pid, ": ", strerror(errno));
     }
-    if (r == 0) return str("process_vm_readv from pid ", pid, " copied nothing");
+    if (r == 0) return str(what, pid, " copied nothing");
     advance(local, &li, size_t(r));
     advance(remote, &ri, size_t(r));
   }
   if (li < local.size() || ri < remote.size()) {
-    return "single-copy read: local and remote ranges differ in length";
+    return "single-copy transfer: local and remote ranges differ in length";
   }
   return "";
+}
+
+}  // namespace
+
+std::string cma_readv(uint64_t pid, std::vector<iovec> local, std::vector<iovec> remote) {
+  return cma_transfer(pid, std::move(local), std::move(remote), false);
+}
+
+std::string cma_writev(uint64_t pid, std::vector<iovec> local, std::vector<iovec> remote) {
+  return cma_transfer(pid, std::move(local), std::move(remote), true);
 }
 
 std::string cma_verify(const CmaIdentity& id) {

@@ -38,5 +38,9 @@ std::string cma_read(uint64_t pid, uint64_t remote_addr, void* dst, size_t n);
 // cover the same number of bytes. "" on success, else the reason.
 std::string cma_readv(uint64_t pid, std::vector<iovec> local, std::vector<iovec> remote);
 
+// Scatters the local ranges into the remote ranges of process `pid` (process_vm_writev; the
+// same permission as reading). "" on success, else the reason.
+std::string cma_writev(uint64_t pid, std::vector<iovec> local, std::vector<iovec> remote);
+
 }  // namespace shm
 }  // namespace gw
