@@ -204,6 +204,9 @@ struct Message {
   // kReplyInPlace: where the reply's data may be written (not part of the payload, so not of
   // the write-ahead-log record either).
   std::shared_ptr<DataRef> reply_dest;
+  // A dense push whose data the server reads from the worker's memory while applying it (no
+  // write-ahead log, not BSP): the data section is then empty.
+  std::shared_ptr<DataRef> push_ref;
   const char* meta() const { return payload.data() + kPayloadPrefix; }
   const char* data() const { return payload.data() + kPayloadPrefix + meta_bytes; }
   size_t data_bytes() const { return payload.size() - kPayloadPrefix - meta_bytes; }

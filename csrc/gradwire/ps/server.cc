@@ -363,11 +363,16 @@ void Server::read_request(Peer& peer, const FrameHeader& h, Message* m) {
   }
   // The message then looks as if the bytes had come over the socket (and so does its
   // write-ahead-log record): data by reference is read into place, the destination is not
-  // part of it.
+  // part of it. A plain dense push that no log or BSP buffer needs whole is left in the
+  // worker's memory instead, and read piece by piece as the update consumes it.
   DataRef data;
   if (flags & kPayloadByRef) data = read_ref_record(left);
   if (left != 0 && (flags & kPayloadByRef)) {
     GW_THROW(ProtocolError, c.peer_name(), ": ", left, " bytes after a data reference");
+  }
+  if ((flags & kPayloadByRef) && push_read_in_place(m->tag, meta.data(), meta_bytes)) {
+    m->push_ref = std::make_shared<DataRef>(std::move(data));
+    data = DataRef();
   }
   uint64_t data_bytes = (flags & kPayloadByRef) ? data.bytes() : left;
   m->payload.resize(kPayloadPrefix + meta_bytes + data_bytes);
@@ -382,6 +387,18 @@ void Server::read_request(Peer& peer, const FrameHeader& h, Message* m) {
     c.read_exact(into, data_bytes);
   }
   split_payload(m);
+}
+
+bool Server::push_read_in_place(uint32_t op, const char* meta, size_t meta_bytes) const {
+  if (op != uint32_t(PsOp::kPush) && op != uint32_t(PsOp::kPushPull)) return false;
+  if (wal_ || opts_.shard.mode == Mode::kBsp) return false;
+  try {
+    Reader r(meta, meta_bytes);
+    r.head();
+    return r.remaining() < 8;  // the meta of a compressed push goes on with its codec
+  } catch (const ProtocolError&) {
+    return false;  // handled (and answered) as a malformed request later
+  }
 }
 
 void Server::drain(std::shared_ptr<Peer> peer) {
@@ -625,6 +642,11 @@ void Server::apply_mutation(PsOp op, const RequestHead& h, Reader& meta, const M
     case PsOp::kPush:
     case PsOp::kPushPull: {
       // The meta of a dense push ends after its head, but for the padding (< 8 bytes).
+      if (meta.remaining() < 8 && m.push_ref) {
+        RemoteGradSource grad(*m.push_ref, str("worker ", h.worker));
+        state_.push(h, grad, snapshot);
+        return;
+      }
       if (meta.remaining() < 8) {
         state_.push(h, reinterpret_cast<const float*>(m.data()), m.data_bytes() / 4, snapshot);
         return;

@@ -63,6 +63,9 @@ class Server {
   void attach_peer(Peer& peer, const FrameHeader& h);
   // Reads a request's payload; data sent by reference is read from the worker's memory.
   void read_request(Peer& peer, const FrameHeader& h, Message* m);
+  // True when a push sent by reference is read while it is applied rather than into the
+  // request (no log needs its bytes, BSP does not buffer it, it is not compressed).
+  bool push_read_in_place(uint32_t op, const char* meta, size_t meta_bytes) const;
   void drain(std::shared_ptr<Peer> peer);
   void handle(const std::shared_ptr<Peer>& peer, Message& m);
   // The state change of a mutation (push, push_rows, clock), live or replayed.

@@ -166,22 +166,19 @@ void ShardState::apply_row(SparseTable& t, float* r, const float* grad) {
   apply_update(t.opt, r, r + t.dim, grad, t.dim, step);
 }
 
-void ShardState::apply_dense(DenseKey& k, const float* grad, ValueSink* snapshot) {
+void ShardState::apply_dense(DenseKey& k, GradSource& grad, ValueSink* snapshot) {
   k.step += 1;
-  if (!snapshot) {
-    apply_update(k.opt, k.value.data(), k.state.data(), grad, k.shard_elems, k.step);
-    return;
-  }
-  // Tiles of 64 KiB: each is copied out while the update has it in cache. The optimizers are
-  // element-wise, so the values are those of one call over the whole shard.
+  // Tiles of 64 KiB: each gradient piece is consumed, and each updated piece copied out,
+  // while it is in cache. The optimizers are element-wise, so the values are those of one
+  // call over the whole shard.
   constexpr size_t kTile = 16384;
   const size_t n = k.shard_elems;
-  snapshot->begin(n * sizeof(float));
+  if (snapshot) snapshot->begin(n * sizeof(float));
   for (size_t off = 0; off < n; off += kTile) {
     const size_t len = std::min(kTile, n - off);
     float* state = k.state.empty() ? nullptr : k.state.data() + off;
-    apply_update(k.opt, k.value.data() + off, state, grad + off, len, k.step, n);
-    snapshot->put(k.value.data() + off, len * sizeof(float));
+    apply_update(k.opt, k.value.data() + off, state, grad.piece(off, len), len, k.step, n);
+    if (snapshot) snapshot->put(k.value.data() + off, len * sizeof(float));
   }
 }
 
@@ -206,7 +203,8 @@ void ShardState::drain_pending(DenseKey& k) {
       if (g.empty()) continue;
       for (size_t i = 0; i < sum.size(); ++i) sum[i] += g[i];
     }
-    apply_dense(k, sum.data());
+    BufferSource src(sum.data(), sum.size());
+    apply_dense(k, src);
     k.last_applied = std::max<int64_t>(k.last_applied, int64_t(it->first));
     k.pending.erase(it);
   }
@@ -232,6 +230,12 @@ void ShardState::drain_pending(SparseTable& t) {
 }
 
 void ShardState::push(const RequestHead& h, const float* grad, size_t n, ValueSink* snapshot) {
+  BufferSource src(grad, n);
+  push(h, src, snapshot);
+}
+
+void ShardState::push(const RequestHead& h, GradSource& grad, ValueSink* snapshot) {
+  const size_t n = grad.elems();
   DenseKey& k = dense_key(h, "push");
   GW_CHECK_ARG(n == k.shard_elems, "push('", h.key, "'): ", n, " gradient elements for shard ",
                cfg_.shard_id, ", expected ", k.shard_elems, " (tensor shape ", shape_str(k.shape),
@@ -244,11 +248,12 @@ void ShardState::push(const RequestHead& h, const float* grad, size_t n, ValueSi
   PendingDense& p = k.pending[h.clock];
   if (p.per_worker.empty()) p.per_worker.resize(size_t(cfg_.num_workers));
   std::vector<float>& mine = p.per_worker[h.worker];
+  const float* g = grad.piece(0, n);
   if (mine.empty()) {
-    mine.assign(grad, grad + n);
+    mine.assign(g, g + n);
     p.pushed += 1;
   } else {
-    for (size_t i = 0; i < n; ++i) mine[i] += grad[i];
+    for (size_t i = 0; i < n; ++i) mine[i] += g[i];
   }
   drain_pending(k);
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "gradwire/ps/consistency.h"
+#include "gradwire/ps/grad_source.h"
 #include "gradwire/ps/initializer.h"
 #include "gradwire/ps/messages.h"
 #include "gradwire/ps/optimizer.h"
@@ -83,6 +84,9 @@ class ShardState {
   // `snapshot` (ASP only; else not called): receives the shard's value right after this push,
   // tile by tile as the update writes it (what push_pull answers, without re-reading).
   void push(const RequestHead& h, const float* grad, size_t n, ValueSink* snapshot = nullptr);
+  // The same with the gradient read piece by piece; if reading fails part way, the pieces
+  // before it are applied (the error propagates; see Server: in-place pushes).
+  void push(const RequestHead& h, GradSource& grad, ValueSink* snapshot = nullptr);
   void push_rows(const RequestHead& h, const int64_t* ids, const float* grads, size_t n);
   void clock(const RequestHead& h);
 
@@ -106,7 +110,7 @@ class ShardState {
   float* row(SparseTable& t, int64_t id);
   // One optimizer step on a row.
   void apply_row(SparseTable& t, float* row, const float* grad);
-  void apply_dense(DenseKey& k, const float* grad, ValueSink* snapshot = nullptr);
+  void apply_dense(DenseKey& k, GradSource& grad, ValueSink* snapshot = nullptr);
   void apply_rows(SparseTable& t, const std::map<int64_t, std::vector<float>>& grads);
   // BSP: applies every buffered update that is complete or whose clock every worker passed.
   void drain_pending(DenseKey& k);

@@ -1,9 +1,32 @@
 #include "gradwire/ps/single_copy.h"
 
+#include <algorithm>
+
 #include "gradwire/transport/frame.h"
 
 namespace gw {
 namespace ps {
+namespace {
+
+// The next `bytes` of the referenced memory from position (*seg, *off), which advances; the
+// caller keeps within ref.bytes().
+std::vector<iovec> next_ranges(const DataRef& ref, size_t* seg, size_t* off, size_t bytes) {
+  std::vector<iovec> out;
+  while (bytes > 0) {
+    const iovec& s = ref.segments[*seg];
+    size_t k = std::min(bytes, s.iov_len - *off);
+    out.push_back({static_cast<char*>(s.iov_base) + *off, k});
+    bytes -= k;
+    *off += k;
+    if (*off == s.iov_len) {
+      ++*seg;
+      *off = 0;
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 uint64_t DataRef::bytes() const {
   uint64_t n = 0;
@@ -59,20 +82,34 @@ std::string InPlaceWriter::write(const void* p, size_t n) {
   if (n > total_ - written_) {
     return str("a reply of more than the ", total_, " bytes its destination holds");
   }
-  std::vector<iovec> remote;
-  for (size_t left = n; left > 0;) {
-    const iovec& s = dest_.segments[seg_];
-    size_t k = std::min(left, s.iov_len - seg_off_);
-    remote.push_back({static_cast<char*>(s.iov_base) + seg_off_, k});
-    left -= k;
-    seg_off_ += k;
-    if (seg_off_ == s.iov_len) {
-      ++seg_;
-      seg_off_ = 0;
-    }
-  }
+  std::vector<iovec> remote = next_ranges(dest_, &seg_, &seg_off_, n);
   written_ += n;
   return shm::cma_writev(dest_.owner.pid, {{const_cast<void*>(p), n}}, remote);
+}
+
+RemoteGradSource::RemoteGradSource(const DataRef& ref, std::string peer_name)
+    : ref_(ref), peer_(std::move(peer_name)), elems_(ref.bytes() / sizeof(float)) {
+  if (ref.bytes() % sizeof(float) != 0) {
+    GW_THROW(InvalidArgument, "a dense push of ", ref.bytes(), " bytes is not float32 elements");
+  }
+}
+
+const float* RemoteGradSource::piece(size_t off, size_t n) {
+  if (off >= chunk_off_ && off + n <= chunk_off_ + chunk_len_) {
+    return chunk_.data() + (off - chunk_off_);
+  }
+  if (off != chunk_off_ + chunk_len_ || n > elems_ - off) {
+    GW_THROW(Error, "gradient pieces must be asked for in order, within the gradient");
+  }
+  // Read the next chunk (at least this piece) from where the last one ended.
+  size_t len = std::min(elems_ - off, std::max(n, kChunkBytes / sizeof(float)));
+  if (chunk_.size() < len) chunk_.resize(len);
+  std::vector<iovec> remote = next_ranges(ref_, &seg_, &seg_off_, len * sizeof(float));
+  std::string why = shm::cma_readv(ref_.owner.pid, {{chunk_.data(), len * sizeof(float)}}, remote);
+  if (!why.empty()) GW_THROW(PeerError, "single-copy read from ", peer_, ": ", why);
+  chunk_off_ = off;
+  chunk_len_ = len;
+  return chunk_.data();
 }
 
 std::string encode_identity(const shm::CmaIdentity& id) {

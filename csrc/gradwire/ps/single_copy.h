@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "gradwire/ps/grad_source.h"
 #include "gradwire/ps/messages.h"
 #include "gradwire/transport/shm/cross_memory.h"
 
@@ -84,6 +85,25 @@ class InPlaceWriter {
   uint64_t total_;
   uint64_t written_ = 0;
   size_t seg_ = 0, seg_off_ = 0;  // the write position in dest_.segments
+};
+
+// A push's gradient read from the worker's memory in chunks of kChunkBytes as the update asks
+// for it (the chunk stays in cache until the update consumes it), instead of into the request
+// before it is queued. A failed read throws PeerError.
+class RemoteGradSource final : public GradSource {
+ public:
+  RemoteGradSource(const DataRef& ref, std::string peer_name);
+  size_t elems() const override { return elems_; }
+  const float* piece(size_t off, size_t n) override;
+  static constexpr size_t kChunkBytes = 256 << 10;
+
+ private:
+  DataRef ref_;
+  std::string peer_;
+  size_t elems_;
+  std::vector<float> chunk_;
+  size_t chunk_off_ = 0, chunk_len_ = 0;  // elements of the gradient held in chunk_
+  size_t seg_ = 0, seg_off_ = 0;          // the read position in ref_.segments
 };
 
 // Attach request meta (worker -> server) and reply meta (server -> worker).
