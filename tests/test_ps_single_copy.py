@@ -119,3 +119,23 @@ def test_worker_in_another_pid_namespace_falls_back_to_sockets():
     assert "no single copy from parameter server shard" in err
     for k in ("w", "emb"):
         assert r[k] == ref[k], k
+
+
+@pytest.mark.timeout(90)
+def test_logged_single_copy_pushes_replay_after_a_kill(tmp_path):
+    # With a log the server reads a by-reference push whole into the request (the record needs
+    # its bytes); a restarted shard must replay those records to the same value.
+    n = 300_000
+    with ps.start_local_servers(1, 1, mode="asp", checkpoint_dir=str(tmp_path)) as servers:
+        c = ps.connect(servers.addresses, worker_id=0, num_workers=1, timeout=30)
+        c.register_dense("w", torch.arange(n, dtype=torch.float32), optimizer=ps.SGD(lr=0.5))
+        out = torch.empty(n)
+        for step in range(3):
+            c.push_pull("w", torch.full((n,), float(step + 1)), out)
+        assert c.single_copy_bytes >= 2 * 3 * 4 * n
+        servers.kill(0)
+        servers.restart(0)
+        after = c.pull("w", torch.empty(n))
+        assert torch.equal(after, out)
+        assert torch.equal(out, torch.arange(n, dtype=torch.float32) - 3.0)
+        c.close()
