@@ -25,6 +25,7 @@ def test_variant_names_parse_and_bad_ones_are_clear_errors():
     assert parse_variant("gloo/powersgd:4").backend == "gloo"
     assert parse_variant("topk:0.01").spec == "topk:0.01"
     assert parse_variant("dense").backend == "gradwire"
+    assert parse_variant("gloo/no-comm").kind == "no-comm"
     with pytest.raises(ValueError, match="needs the gradwire backend"):
         parse_variant("gloo/int8")
     with pytest.raises(ValueError, match="not one of"):

@@ -8,6 +8,9 @@ number of steps; only the gradient exchange differs (the *variant*):
     torch-fp16            torch's fp16_compress_hook (a DDP-only Python hook)
     powersgd:R            torch's PowerSGD hook with matrix rank R (error feedback and warm
                           start on, same number of dense warm-up steps as the codecs)
+    no-comm               no gradient exchange at all (a hook that keeps each rank's own
+                          gradient): not training in sync, only the floor of the step time
+                          that compute alone sets on this machine
     <codec spec>          gradwire's compressed comm hook: fp16, bf16, int8, int4, sign,
                           qsgd:<levels>, topk:<ratio>, randomk:<ratio>, ... (error feedback is
                           the engine's default for lossy codecs)
@@ -40,7 +43,7 @@ BACKENDS = ("gradwire", "gloo")
 class Variant:
     text: str  # as given on the command line: the run's label
     backend: str
-    kind: str  # "dense", "torch-fp16", "powersgd" or "codec"
+    kind: str  # "dense", "no-comm", "torch-fp16", "powersgd" or "codec"
     spec: str = ""  # the codec spec, or PowerSGD's rank
     warmup_steps: int = 10
 
@@ -55,8 +58,8 @@ def parse_variant(text: str, warmup_steps: int = 10) -> Variant:
         raise ValueError(f"variant {text!r}: backend {backend!r} is not one of {BACKENDS}")
     if not rest:
         raise ValueError(f"variant {text!r}: nothing after the backend")
-    if rest == "dense":
-        return Variant(text, backend, "dense", warmup_steps=warmup_steps)
+    if rest in ("dense", "no-comm"):
+        return Variant(text, backend, rest, warmup_steps=warmup_steps)
     if rest == "torch-fp16":
         return Variant(text, backend, "torch-fp16", warmup_steps=warmup_steps)
     if rest.startswith("powersgd"):
@@ -105,6 +108,15 @@ def make_model(hidden: List[int], seed: int) -> torch.nn.Module:
 def register_variant(ddp, variant: Variant):
     """Installs the variant's comm hook on `ddp`; returns the hook state (or None)."""
     if variant.kind == "dense":
+        return None
+    if variant.kind == "no-comm":
+
+        def keep_local(state, bucket):
+            fut = torch.futures.Future()
+            fut.set_result(bucket.buffer())
+            return fut
+
+        ddp.register_comm_hook(None, keep_local)
         return None
     if variant.kind == "torch-fp16":
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
