@@ -158,7 +158,8 @@ void register_engine(py::module_& m) {
            })
       .def("barrier",
            [](C& c, py::object cb, bool inline_ok) {
-             return submit_op(cb, inline_ok, [&](Work::Callback k) { return c.barrier(k); });
+             return submit_op(cb, inline_ok,
+                              [&](Work::Callback k) { return c.barrier(k, inline_ok); });
            })
       .def("send",
            [](C& c, py::handle buf, size_t n, int dt, int peer, uint32_t tag, py::object cb,
@@ -183,6 +184,7 @@ void register_engine(py::module_& m) {
         py::dict d;
         d["ops_completed"] = s.ops_completed;
         d["ops_failed"] = s.ops_failed;
+        d["ops_inline"] = s.ops_inline;
         d["bytes_sent"] = s.bytes_sent;
         d["bytes_received"] = s.bytes_received;
         d["bytes_single_copy"] = s.bytes_single_copy;

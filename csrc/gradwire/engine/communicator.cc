@@ -125,6 +125,7 @@ CommStats Communicator::stats() const {
   CommStats s;
   s.ops_completed = ops_completed_.load();
   s.ops_failed = ops_failed_.load();
+  s.ops_inline = ops_inline_.load();
   s.bytes_sent = bytes_sent_.load();
   s.bytes_received = bytes_received_.load();
   s.bytes_single_copy = bytes_single_copy_.load();
@@ -151,6 +152,7 @@ std::shared_ptr<Work> Communicator::submit(const OpFingerprint& fp, Body body, W
     lock.unlock();
     std::lock_guard<std::mutex> exec(exec_mu_, std::adopt_lock);
     executing_.store(std::this_thread::get_id());
+    ops_inline_.fetch_add(1, std::memory_order_relaxed);
     execute(op);
     executing_.store(std::thread::id());
     return work;
@@ -222,6 +224,7 @@ bool Communicator::run_here(const OpFingerprint& fp, F& body, std::exception_ptr
   lock.unlock();
   std::lock_guard<std::mutex> exec(exec_mu_, std::adopt_lock);
   executing_.store(std::this_thread::get_id());
+  ops_inline_.fetch_add(1, std::memory_order_relaxed);
   *err = run_op(fp, body);
   executing_.store(std::thread::id());
   return true;

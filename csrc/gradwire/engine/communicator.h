@@ -47,6 +47,7 @@ struct CommOptions {
 struct CommStats {
   uint64_t ops_completed = 0;
   uint64_t ops_failed = 0;
+  uint64_t ops_inline = 0;  // ops the calling thread executed itself (the fast path)
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   uint64_t bytes_single_copy = 0;  // received by single copy from same-host peers
@@ -175,7 +176,7 @@ class Communicator {
   uint64_t seq_ = 0;
   std::map<std::pair<int, uint32_t>, uint64_t> p2p_sent_, p2p_received_;
 
-  std::atomic<uint64_t> ops_completed_{0}, ops_failed_{0};
+  std::atomic<uint64_t> ops_completed_{0}, ops_failed_{0}, ops_inline_{0};
   std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0}, bytes_single_copy_{0};
   std::atomic<uint64_t> mailbox_messages_{0};
   std::atomic<uint64_t> compressed_ops_{0}, compressed_raw_{0}, compressed_wire_{0};
