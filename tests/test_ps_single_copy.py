@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -138,4 +139,23 @@ def test_logged_single_copy_pushes_replay_after_a_kill(tmp_path):
         after = c.pull("w", torch.empty(n))
         assert torch.equal(after, out)
         assert torch.equal(out, torch.arange(n, dtype=torch.float32) - 3.0)
+        c.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_failed_by_reference_push_keeps_its_gradient_alive():
+    # The stopped server holds a reference to the gradient; once it runs again it may read it.
+    n = 300_000
+    with ps.start_local_servers(1, 1, mode="asp") as servers:
+        c = ps.connect(servers.addresses, worker_id=0, num_workers=1, timeout=1.5)
+        c.register_dense("w", torch.zeros(n), optimizer=ps.SGD(lr=1.0))
+        grad = torch.ones(n)
+        os.kill(servers.procs[0].pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(TimeoutError, match="push\\('w'\\) did not complete"):
+                c.push("w", grad)
+        finally:
+            os.kill(servers.procs[0].pid, signal.SIGCONT)
+        kept = [t.data_ptr() for held in ps_client._IN_FLIGHT_FOREVER for t in held]
+        assert grad.data_ptr() in kept  # the client's tensor is a view of the same storage
         c.close()

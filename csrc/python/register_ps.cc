@@ -38,8 +38,8 @@ void register_ps(py::module_& m) {
            "Block until every server answered; raise the first error.")
       .def("done", &PsFuture::done)
       .def_property_readonly("description", &PsFuture::description)
-      .def_property_readonly("wrote_in_place", &PsFuture::wrote_in_place,
-                             "A server was asked to write the reply into the caller's tensor.");
+      .def_property_readonly("remote_access", &PsFuture::remote_access,
+                             "A same-host server was given references to the caller's tensors.");
 
   py::class_<ps::Server>(ps, "Server")
       .def(py::init([](int shard_id, int num_servers, int num_workers, const std::string& mode,

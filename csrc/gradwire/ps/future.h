@@ -24,11 +24,11 @@ class PsFuture {
   void wait();
   const std::string& description() const { return what_; }
   void set_cancel(std::function<void()> cancel) { cancel_ = std::move(cancel); }
-  // Some part asked a server to write its reply into the caller's buffers (ps/single_copy.h).
-  // After a failure or timeout such a server may still be writing them, so the caller must
-  // keep them allocated (the Python layer does).
-  void note_in_place() { in_place_ = true; }
-  bool wrote_in_place() const { return in_place_.load(); }
+  // Some part gave a same-host server references to the caller's buffers (data it reads, or a
+  // destination it writes; ps/single_copy.h). After a failure or timeout such a server may
+  // still be accessing them, so the caller must keep them allocated (the Python layer does).
+  void note_remote_access() { remote_access_ = true; }
+  bool remote_access() const { return remote_access_.load(); }
 
  private:
   std::string what_;
@@ -38,7 +38,7 @@ class PsFuture {
   int remaining_;
   std::exception_ptr err_;
   std::function<void()> cancel_;
-  std::atomic<bool> in_place_{false};
+  std::atomic<bool> remote_access_{false};
 };
 
 }  // namespace ps

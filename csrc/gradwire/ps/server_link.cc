@@ -136,7 +136,7 @@ void ServerLink::send_request(Connection& c, PendingRequest& req) {
     dest.segments = req.reply_into;
     records = dest.encode();
     flags |= kReplyInPlace;
-    req.future->note_in_place();
+    req.future->note_remote_access();
   }
   req.sent_in_place = (flags & kReplyInPlace) != 0;
   std::vector<iovec> data;
@@ -146,6 +146,7 @@ void ServerLink::send_request(Connection& c, PendingRequest& req) {
     ref.segments = req.data;
     records += ref.encode();
     flags |= kPayloadByRef;
+    req.future->note_remote_access();
     single_copy_bytes_ += bytes;
   } else {
     data = req.data;

@@ -67,7 +67,7 @@ class ServerLink {
   void submit(std::shared_ptr<PendingRequest> req,
               const std::function<std::string(uint64_t mseq)>& encode);
   // Forgets a request (its caller stopped waiting); this process does not touch its buffers
-  // afterwards (a server may still write into reply_into: PsFuture::wrote_in_place).
+  // afterwards (a same-host server may still read or write them: PsFuture::remote_access).
   void cancel(uint64_t seq);
   void close();
   // Payload bytes this link moved by single copy (both directions, ps/single_copy.h).

@@ -18,9 +18,10 @@ _Optim = (SGD, Adagrad, Adam)
 _Init = (Zeros, Normal, Uniform)
 
 
-# Tensors of operations that failed after asking a same-host server to write their reply in
-# place (docs/parameter-server.md): that server may still be writing them, so they are never
-# freed. Only failed operations land here (a timeout, a lost server), and each once.
+# Tensors of operations that failed after a same-host server was given references to them (data
+# it reads in place, a reply it writes in place; docs/parameter-server.md): that server may
+# still be accessing them, so they are never freed. Only failed operations land here (a
+# timeout, a lost server), and each once.
 _IN_FLIGHT_FOREVER: List[Tuple] = []
 
 
@@ -37,7 +38,7 @@ class Future:
             try:
                 self._native.wait()
             except BaseException:
-                if self._native.wrote_in_place:
+                if self._native.remote_access:
                     _IN_FLIGHT_FOREVER.append(self._keep)
                 raise
             finally:
