@@ -11,8 +11,10 @@
 //                                         <-    {server can read worker, server identity}
 //   verifies the server's identity
 //   request, data by reference            ->    reads the worker's buffers into the request
-//   (flag kReplyByRefOk: worker can read         before it is queued (the worker's buffers
-//    a reply by reference)                       stay untouched until its reply: the client's
+//   (flag kReplyByRefOk: worker can read         before it is queued, or (a plain dense push,
+//    a reply by reference)                       no log, not BSP) piece by piece while the
+//                                                update consumes it (the worker's buffers stay
+//                                                untouched until its reply: the client's
 //                                                contract, which resends rely on too)
 //                                         <-    reply, data lent by reference (lend id)
 //   reads the server's buffer into place
@@ -30,7 +32,7 @@
 // resends; the server applies each mutation once). A server writes into a worker only through
 // that worker's newest attached connection, so a request left over from a replaced connection
 // never writes after the worker reconnected; a worker whose operation failed or timed out
-// keeps its destination buffers alive (a server may still be writing them).
+// keeps the buffers it referenced alive (a server may still be reading or writing them).
 #pragma once
 
 #include <sys/uio.h>
