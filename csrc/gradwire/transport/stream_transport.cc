@@ -33,6 +33,7 @@ StreamTransport::StreamTransport(int rank, int size, std::vector<std::unique_ptr
           std::chrono::duration<double>(opts.spin_seconds))),
       yield_(opts.yield_while_spinning),
       cma_min_bytes_(opts.cma_min_bytes),
+      early_pool_(kEarlyPoolBytes, kEarlyPoolBytes / 4),
       peers_(size),
       own_segment_(std::move(own_segment)),
       mail_bytes_(mail.empty() ? 0 : mail_bytes) {
@@ -512,7 +513,7 @@ void StreamTransport::on_header(Peer& p) {
         auto u = std::find_if(p.unexpected.begin(), p.unexpected.end(),
                               [&](const Unexpected& x) { return x.key == key; });
         if (u == p.unexpected.end()) {
-          p.unexpected.push_back(Unexpected{key, fp, EarlyBytes(h.msg_bytes), 0});
+          p.unexpected.push_back(Unexpected{key, fp, EarlyBytes(&early_pool_, h.msg_bytes), 0});
           u = std::prev(p.unexpected.end());
         }
         p.target_is_posted = false;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gradwire/transport/channel.h"
+#include "gradwire/transport/early_buffers.h"
 #include "gradwire/transport/shm/segment.h"
 #include "gradwire/transport/transport.h"
 
@@ -92,18 +93,6 @@ class StreamTransport : public Transport {
     bool reduce = false;  // irecv_reduce: buf = buf (op) payload instead of a copy
     DType dtype = DType::kUInt8;
     ReduceOp op = ReduceOp::kSum;
-  };
-  // The bytes of a message that arrived before its receive was posted. The payload overwrites
-  // them, so they are left uninitialized: a zero fill (std::vector) cost as much as the copy.
-  class EarlyBytes {
-   public:
-    explicit EarlyBytes(size_t n) : mem_(new char[n]), size_(n) {}
-    char* data() { return mem_.get(); }
-    size_t size() const { return size_; }
-
-   private:
-    std::unique_ptr<char[]> mem_;
-    size_t size_;
   };
   struct Unexpected {
     MsgKey key;
@@ -233,6 +222,10 @@ class StreamTransport : public Transport {
   int publish_cpu();
   bool shares_core(const Peer& p, int cpu) const;
   const size_t cma_min_bytes_;
+  // Early-arrival buffers kept for reuse (early_buffers.h); declared before peers_, whose
+  // early messages hand their buffers back to it.
+  static constexpr size_t kEarlyPoolBytes = 64 << 20;
+  EarlyBufferPool early_pool_;
   std::vector<Peer> peers_;
   std::shared_ptr<shm::Segment> own_segment_;
   shm::Doorbell* bell_ = nullptr;

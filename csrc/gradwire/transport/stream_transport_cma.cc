@@ -70,7 +70,7 @@ void StreamTransport::on_cma_offer(Peer& p, const FrameHeader& h) {
     p.posted.erase(it);
   } else {
     // No receive posted yet: take the message now, as an eager DATA message would arrive.
-    p.unexpected.push_back(Unexpected{key, fp, EarlyBytes(h.msg_bytes), 0});
+    p.unexpected.push_back(Unexpected{key, fp, EarlyBytes(&early_pool_, h.msg_bytes), 0});
     Unexpected& u = p.unexpected.back();
     std::string why = shm::cma_read(offer.pid, offer.data_addr, u.data.data(), u.data.size());
     if (!why.empty()) fail<PeerError>(str("single-copy read from rank ", p.rank, ": ", why), -1);
