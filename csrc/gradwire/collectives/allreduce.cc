@@ -129,14 +129,100 @@ void allreduce_recursive_doubling_mail(const OpContext& ctx, void* buf, size_t c
   recursive_doubling(ctx, static_cast<char*>(buf), count, dtype, op, link);
 }
 
+// Over p = 2^floor(log2 n) ranks; the n - p extra ranks fold their data into rank r - p first
+// and get the result back at the end, as in recursive doubling. Reduce-scatter: at the step with
+// bit `mask`, a rank keeps the half of its current range on its side of the bit, sends the other
+// half to rank r ^ mask and reduces that rank's copy of its half into place; after log2(p) steps
+// it owns the full reduction of one p-th. Allgather retraces the steps in reverse, exchanging
+// owned ranges. log2(p) messages each way instead of the ring's p - 1, the same bytes: every
+// element is reduced by exactly one rank, so all ranks end with identical values.
+void allreduce_halving_doubling(const OpContext& ctx, void* buf_v, size_t count, DType dtype,
+                                ReduceOp op) {
+  char* buf = static_cast<char*>(buf_v);
+  const size_t es = dtype_size(dtype);
+  const int n = ctx.size, r = ctx.rank;
+  int p2 = 1;
+  while (p2 * 2 <= n) p2 *= 2;
+  const int extra = n - p2;
+  constexpr uint32_t kFoldTag = 0, kUnfoldTag = 1, kHalvingTag = 2, kDoublingTag = 34;
+  if (r >= p2) {
+    Request s, rr;
+    ctx.send(r - p2, kFoldTag, buf, count * es, &s);
+    ctx.recv(r - p2, kUnfoldTag, buf, count * es, &rr);
+    ctx.wait(&s);
+    ctx.wait(&rr);
+    return;
+  }
+  if (r < extra) {
+    Request rr;
+    ctx.recv_reduce(r + p2, kFoldTag, buf, count * es, dtype, op, &rr);
+    ctx.wait(&rr);
+  }
+  size_t lo = 0, hi = count;
+  std::vector<std::pair<size_t, size_t>> ranges;  // the range before each halving step
+  uint32_t step = 0;
+  for (int mask = p2 >> 1; mask >= 1; mask >>= 1, ++step) {
+    const size_t mid = lo + (hi - lo) / 2;
+    const bool lower = (r & mask) == 0;
+    const size_t keep_lo = lower ? lo : mid, keep_hi = lower ? mid : hi;
+    const size_t give_lo = lower ? mid : lo, give_hi = lower ? hi : mid;
+    Request s, rr;
+    ctx.recv_reduce(r ^ mask, kHalvingTag + step, buf + keep_lo * es, (keep_hi - keep_lo) * es,
+                    dtype, op, &rr);
+    ctx.send(r ^ mask, kHalvingTag + step, buf + give_lo * es, (give_hi - give_lo) * es, &s);
+    ctx.wait(&rr);
+    ctx.wait(&s);
+    ranges.push_back({lo, hi});
+    lo = keep_lo;
+    hi = keep_hi;
+  }
+  if (op == ReduceOp::kAvg) divide_by(buf + lo * es, hi - lo, dtype, n);
+  step = 0;
+  for (int mask = 1; mask < p2; mask <<= 1, ++step) {
+    const auto [plo, phi] = ranges.back();
+    ranges.pop_back();
+    // The partner owns the rest of the range this rank held before the matching halving step.
+    const size_t other_lo = lo == plo ? hi : plo, other_hi = lo == plo ? phi : lo;
+    Request s, rr;
+    ctx.recv(r ^ mask, kDoublingTag + step, buf + other_lo * es, (other_hi - other_lo) * es, &rr);
+    ctx.send(r ^ mask, kDoublingTag + step, buf + lo * es, (hi - lo) * es, &s);
+    ctx.wait(&rr);
+    ctx.wait(&s);
+    lo = plo;
+    hi = phi;
+  }
+  if (r < extra) {
+    Request s;
+    ctx.send(r + p2, kUnfoldTag, buf, count * es, &s);
+    ctx.wait(&s);
+  }
+}
+
+namespace {
+
+// Halving-doubling is a candidate from 4 ranks (on 2 it is the ring without its pipelining) and
+// up to 512 KiB: measured on 4 ranks over shared memory (2 cores) it beat the ring 1.3-2x at
+// 16-256 KiB, was as often slower as faster at 1-4 MiB and lost at 16 MiB, where the ring's
+// chunked pipeline and early-posted allgather keep its pieces in cache (docs/benchmarks.md).
+constexpr size_t kHalvingDoublingMaxBytes = 512 << 10;
+bool halving_doubling_eligible(const OpContext& ctx, size_t bytes) {
+  return ctx.size >= 4 && bytes <= kHalvingDoublingMaxBytes;
+}
+
+}  // namespace
+
 AllreduceAlgo choose_allreduce_algo(const OpContext& ctx, size_t bytes) {
   const std::string& pinned = ctx.config->algo;
   if (pinned == "ring") return AllreduceAlgo::kRing;
   if (pinned == "rd") return AllreduceAlgo::kRecursiveDoubling;
+  if (pinned == "hd") return AllreduceAlgo::kHalvingDoubling;
   CostModel m = CostModel::for_context(ctx);
-  return m.ring_allreduce(ctx.size, bytes) < m.recursive_doubling_allreduce(ctx.size, bytes)
-             ? AllreduceAlgo::kRing
-             : AllreduceAlgo::kRecursiveDoubling;
+  double ring = m.ring_allreduce(ctx.size, bytes);
+  double rd = m.recursive_doubling_allreduce(ctx.size, bytes);
+  double hd = halving_doubling_eligible(ctx, bytes) ? m.halving_doubling_allreduce(ctx.size, bytes)
+                                                    : HUGE_VAL;
+  if (hd < ring && hd < rd) return AllreduceAlgo::kHalvingDoubling;
+  return ring < rd ? AllreduceAlgo::kRing : AllreduceAlgo::kRecursiveDoubling;
 }
 
 void allreduce(const OpContext& ctx, void* buf, size_t count, DType dtype, ReduceOp op) {
@@ -154,18 +240,21 @@ void allreduce(const OpContext& ctx, void* buf, size_t count, DType dtype, Reduc
     CostModel m = CostModel::for_context(ctx);
     double ring = m.ring_allreduce(ctx.size, bytes);
     double rd = m.recursive_doubling_allreduce(ctx.size, bytes);
-    bool is_ring = algo == AllreduceAlgo::kRing;
+    double hd = m.halving_doubling_allreduce(ctx.size, bytes);
+    const char* name = algo == AllreduceAlgo::kRing              ? "ring"
+                       : algo == AllreduceAlgo::kHalvingDoubling ? "halving-doubling"
+                       : mail                                    ? "recursive doubling (mailboxes)"
+                                                                 : "recursive doubling";
     GW_LOG(kDebug, "allreduce seq ", ctx.seq, ": ", bytes, " B on ", ctx.size, " ranks over ",
-           m.link, ": ",
-           is_ring ? "ring"
-           : mail  ? "recursive doubling (mailboxes)"
-                   : "recursive doubling",
-           ", predicted ", (is_ring ? ring : rd) * 1e3, " ms (",
-           is_ring ? "recursive doubling " : "ring ", (is_ring ? rd : ring) * 1e3, " ms)",
+           m.link, ": ", name, "; predicted ring ", ring * 1e3, " ms, recursive doubling ",
+           rd * 1e3, " ms, halving-doubling ", hd * 1e3, " ms",
+           halving_doubling_eligible(ctx, bytes) ? "" : " (not a candidate at this size)",
            ctx.config->algo == "auto" ? "" : " [pinned by GRADWIRE_ALGO]");
   }
   if (algo == AllreduceAlgo::kRing) {
     allreduce_ring(ctx, buf, count, dtype, op);
+  } else if (algo == AllreduceAlgo::kHalvingDoubling) {
+    allreduce_halving_doubling(ctx, buf, count, dtype, op);
   } else if (mail) {
     allreduce_recursive_doubling_mail(ctx, buf, count, dtype, op);
   } else {

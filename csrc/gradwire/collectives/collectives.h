@@ -11,13 +11,16 @@
 
 namespace gw {
 
-enum class AllreduceAlgo { kAuto, kRing, kRecursiveDoubling };
+enum class AllreduceAlgo { kAuto, kRing, kRecursiveDoubling, kHalvingDoubling };
 
 // In place. kAuto picks by the cost model in allreduce.cc (GRADWIRE_ALGO pins it).
 void allreduce(const OpContext& ctx, void* buf, size_t count, DType dtype, ReduceOp op);
 void allreduce_ring(const OpContext& ctx, void* buf, size_t count, DType dtype, ReduceOp op);
 void allreduce_recursive_doubling(const OpContext& ctx, void* buf, size_t count, DType dtype,
                                   ReduceOp op);
+// Rabenseifner: reduce-scatter by recursive halving, allgather by recursive doubling.
+void allreduce_halving_doubling(const OpContext& ctx, void* buf, size_t count, DType dtype,
+                                ReduceOp op);
 // The same exchanges through the transport's mailboxes; needs bytes <= transport->mail_bytes().
 void allreduce_recursive_doubling_mail(const OpContext& ctx, void* buf, size_t count, DType dtype,
                                        ReduceOp op);

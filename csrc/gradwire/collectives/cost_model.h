@@ -23,6 +23,9 @@ struct CostModel {
   double ring_allreduce(int n, size_t bytes) const;
   // Recursive doubling over p = 2^floor(log2 n), plus a fold and an unfold when n != p.
   double recursive_doubling_allreduce(int n, size_t bytes) const;
+  // Halving-doubling over p = 2^floor(log2 n): 2 log2(p) steps moving 2(p-1)/p of the bytes,
+  // (p-1)/p of them reduced, plus the fold and unfold when n != p.
+  double halving_doubling_allreduce(int n, size_t bytes) const;
 };
 
 }  // namespace gw

@@ -59,8 +59,8 @@ Config Config::from_env() {
   if (const char* v = env("GRADWIRE_AUTH_TOKEN")) c.auth_token = v;
   if (const char* v = env("GRADWIRE_ALGO")) {
     c.algo = v;
-    GW_CHECK_ARG(c.algo == "auto" || c.algo == "ring" || c.algo == "rd", "GRADWIRE_ALGO='", v,
-                 "' must be one of auto, ring, rd");
+    GW_CHECK_ARG(c.algo == "auto" || c.algo == "ring" || c.algo == "rd" || c.algo == "hd",
+                 "GRADWIRE_ALGO='", v, "' must be one of auto, ring, rd, hd");
   }
   c.ring_chunk_bytes = env_bytes("GRADWIRE_RING_CHUNK_BYTES", c.ring_chunk_bytes);
   c.max_frame_bytes = env_bytes("GRADWIRE_MAX_FRAME_BYTES", c.max_frame_bytes);
