@@ -26,6 +26,10 @@ class EarlyBufferPool {
       : max_cached_(max_cached), max_buffer_(max_buffer) {}
   // A buffer of at least n bytes; *capacity receives its size.
   std::unique_ptr<char[]> take(size_t n, size_t* capacity) {
+    if (n > max_buffer_) {  // never cached: exactly its size
+      *capacity = n;
+      return std::unique_ptr<char[]>(new char[n]);
+    }
     size_t cap = 4096;
     while (cap < n) cap <<= 1;
     *capacity = cap;
