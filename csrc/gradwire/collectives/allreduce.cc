@@ -35,8 +35,7 @@ template <typename Link>
 void recursive_doubling(const OpContext& ctx, char* buf, size_t count, DType dtype, ReduceOp op,
                         Link& link) {
   const int n = ctx.size, r = ctx.rank;
-  int p2 = 1;
-  while (p2 * 2 <= n) p2 *= 2;
+  const int p2 = pow2_floor(n);
   const int extra = n - p2;
   constexpr uint32_t kFoldTag = 0, kUnfoldTag = 1;
   if (r >= p2) {
@@ -141,8 +140,7 @@ void allreduce_halving_doubling(const OpContext& ctx, void* buf_v, size_t count,
   char* buf = static_cast<char*>(buf_v);
   const size_t es = dtype_size(dtype);
   const int n = ctx.size, r = ctx.rank;
-  int p2 = 1;
-  while (p2 * 2 <= n) p2 *= 2;
+  const int p2 = pow2_floor(n);
   const int extra = n - p2;
   constexpr uint32_t kFoldTag = 0, kUnfoldTag = 1, kHalvingTag = 2, kDoublingTag = 34;
   if (r >= p2) {

@@ -49,4 +49,16 @@ struct Partition {
   }
 };
 
+// The largest power of two p <= n (n >= 1), with log2(p) in *steps when asked: the group the
+// recursive-doubling family works on; the n - p extra ranks fold into the first ones.
+inline int pow2_floor(int n, int* steps = nullptr) {
+  int p = 1, k = 0;
+  while (p * 2 <= n) {
+    p *= 2;
+    ++k;
+  }
+  if (steps) *steps = k;
+  return p;
+}
+
 }  // namespace gw

@@ -14,24 +14,9 @@ double CostModel::ring_allreduce(int n, size_t bytes) const {
   return 2.0 * (n - 1) * (alpha + b / n * beta) + double(n - 1) / n * b * gamma;
 }
 
-namespace {
-
-// The largest power of two p <= n, and log2(p).
-int pow2_below(int n, int* steps) {
-  int p = 1;
-  *steps = 0;
-  while (p * 2 <= n) {
-    p *= 2;
-    ++*steps;
-  }
-  return p;
-}
-
-}  // namespace
-
 double CostModel::recursive_doubling_allreduce(int n, size_t bytes) const {
   int steps = 0;
-  const int p = pow2_below(n, &steps);
+  const int p = pow2_floor(n, &steps);
   double b = double(bytes);
   double t = steps * (alpha + b * beta + b * gamma);
   if (p != n) t += 2.0 * (alpha + b * beta) + b * gamma;  // fold in the extra ranks, send back
@@ -40,7 +25,7 @@ double CostModel::recursive_doubling_allreduce(int n, size_t bytes) const {
 
 double CostModel::halving_doubling_allreduce(int n, size_t bytes) const {
   int steps = 0;
-  const int p = pow2_below(n, &steps);
+  const int p = pow2_floor(n, &steps);
   double b = double(bytes);
   double t = 2.0 * steps * alpha + 2.0 * (p - 1) / p * b * beta + double(p - 1) / p * b * gamma;
   if (p != n) t += 2.0 * (alpha + b * beta) + b * gamma;
