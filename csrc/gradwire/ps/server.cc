@@ -340,8 +340,7 @@ void Server::read_request(Peer& peer, const FrameHeader& h, Message* m) {
     }
     Bytes rec(DataRef::wire_bytes(0));
     c.read_exact(rec.data(), rec.size());
-    uint64_t nseg = 0;
-    memcpy(&nseg, rec.data() + 32, 8);
+    const uint64_t nseg = DataRef::segment_count(rec.data());
     if (nseg > (max_bytes - rec.size()) / 16) {
       GW_THROW(ProtocolError, c.peer_name(), ": a data reference of ", nseg,
                " segments does not fit its request");

@@ -48,6 +48,12 @@ std::string DataRef::encode() const {
   return w.finish();
 }
 
+uint64_t DataRef::segment_count(const char* head) {
+  Reader r(head, wire_bytes(0));
+  for (int field = 0; field < 4; ++field) r.u64();  // pid, token_addr, token, lend_id
+  return r.u64();
+}
+
 DataRef DataRef::decode(const char* p, size_t n) {
   Reader r(p, n);
   DataRef ref;

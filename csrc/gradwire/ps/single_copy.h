@@ -65,6 +65,9 @@ struct DataRef {
   std::string encode() const;
   // The encoded size of a reference with `nseg` segments.
   static size_t wire_bytes(uint64_t nseg) { return 40 + 16 * nseg; }
+  // The segment count of an encoded reference, from its first wire_bytes(0) bytes (a reader
+  // that takes the record off a stream learns from it how much more to read).
+  static uint64_t segment_count(const char* head);
   // Throws ProtocolError when the record is malformed or claims more than kMaxMessageBytes.
   static DataRef decode(const char* p, size_t n);
 };
