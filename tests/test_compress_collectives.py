@@ -423,7 +423,7 @@ def _feedback_run(rank, size):
     """Two allreduces with error feedback over several cache tiles per segment; returns each
     step's input, and the residual after each step."""
     dist = init(rank, size)
-    n = 300_001  # segments of 100,000+ elements: tiles of 16K, offsets off the 256-block grid
+    n = 300_001  # segments of 100,000+ elements: several ring chunks, offsets off the 256-block grid
     out = {}
     for spec in ["fp16", "int8"]:
         steps = []
@@ -459,3 +459,106 @@ def test_error_feedback_residual_is_what_the_codec_dropped(size):
                 want = comp - sent
                 assert torch.equal(residual, want), f"{spec} rank {rank} step {step}"
                 prev = want
+
+
+# The quantized ring, modelled exactly: segment q's partial sum starts as rank q + 1's encoded
+# contribution and travels q + 2, ..., q; every rank on the way decodes its own contribution, adds
+# the incoming bytes with the codec's accumulating decode (the engine's kernel, fused
+# multiply-add included) and, except the owner, re-encodes. The owner's sum is encoded once more
+# for the allgather.
+def _ring_reference(codec, xs, bounds):
+    n = len(xs)
+    sums = []
+    for q in range(n):
+        lo, hi = bounds[q], bounds[q + 1]
+        sent = codec.encode(xs[(q + 1) % n][lo:hi])
+        for hop in range(2, n + 1):
+            p = (q + hop) % n
+            s = codec.roundtrip(xs[p][lo:hi]).contiguous()
+            codec.native.decode(sent, hi - lo, s.data_ptr(), 0, True)
+            sent = codec.encode(s)
+        sums.append(s if n > 1 else codec.roundtrip(xs[q][lo:hi]))
+    return sums
+
+
+_RING_SIZES = [30_001, 777, 1, 2_560, 30_001]  # growing and shrinking: scratch buffers reused
+
+
+def _ring_exact_run(rank, size):
+    dist = init(rank, size)
+    out = []
+    for spec in ["int8:noef", "fp16:noef"]:
+        for i, n in enumerate(_RING_SIZES):
+            x = _inputs(rank, size, n, seed=i + 1)
+            y = x.clone()
+            with gradwire.compression(spec):
+                dist.all_reduce(y)
+            z = x.clone()
+            with gradwire.compression(spec):
+                dist.all_reduce(z, op=dist.ReduceOp.AVG)
+            per = -(-n // size)
+            big = _inputs(rank, size, per * size, seed=i + 1)
+            rs = torch.empty(per)
+            with gradwire.compression(spec):
+                dist.reduce_scatter_tensor(rs, big)
+            ag = torch.empty(per * size)
+            with gradwire.compression(spec):
+                dist.all_gather_into_tensor(ag, big[:per].contiguous())
+            out.append((spec, i + 1, n) + tuple(t.numpy() for t in (y, z, rs, ag)))
+    dist.destroy_process_group()
+    return out
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_quantized_ring_matches_an_exact_model(size):
+    """Allreduce (sum and average), reduce_scatter and allgather with int8 and fp16 equal, bit for
+    bit, the ring modelled in Python, with segments cut into many chunks (4 codec blocks each),
+    lengths off the block grid, and sizes growing and shrinking within one process."""
+    env = {"GRADWIRE_RING_CHUNK_BYTES": "4K"}
+    results = run_world(_ring_exact_run, size, timeout=150, env=env)
+    for rank, rows in enumerate(results):
+        for spec, i, n, *tensors in rows:
+            y, z, rs, ag = (torch.from_numpy(t) for t in tensors)
+            codec = Codec(spec)
+            what = f"{spec}, {n} elements, rank {rank} of {size}"
+            xs = [_inputs(r, size, n, seed=i) for r in range(size)]
+            base, extra = divmod(n, size)
+            bounds = [k * base + min(k, extra) for k in range(size + 1)]
+            sums = _ring_reference(codec, xs, bounds)
+            want = torch.cat([codec.roundtrip(s) for s in sums])
+            assert torch.equal(y, want), f"allreduce sum: {what}"
+            assert torch.equal(z, want / size), f"allreduce average: {what}"
+            per = -(-n // size)
+            bigs = [_inputs(r, size, per * size, seed=i) for r in range(size)]
+            block_sums = _ring_reference(codec, bigs, [k * per for k in range(size + 1)])
+            assert torch.equal(rs, block_sums[rank]), f"reduce_scatter: {what}"
+            want_ag = torch.cat([codec.roundtrip(b[:per]) for b in bigs])
+            assert torch.equal(ag, want_ag), f"allgather: {what}"
+
+
+def _subnormal_run(rank, size):
+    import numpy as np
+
+    dist = init(rank, size)
+    x = torch.full((512,), 1e-39)  # block 0: subnormal values only
+    x[256:] = torch.linspace(-1, 1, 256)  # block 1: normal values
+    y = x.clone()
+    with gradwire.compression("int8:noef"):
+        dist.all_reduce(y)
+    # this thread's float mode is the caller's again: subnormal products survive
+    after = float(np.float32(1e-39) * np.float32(1.0))
+    dist.destroy_process_group()
+    return y.numpy(), x.numpy(), after
+
+
+@pytest.mark.timeout(60)
+def test_codec_math_flushes_subnormals_and_restores_the_float_mode():
+    """Compressed ops read and produce no subnormal floats (they cost a microcode assist each on
+    x86 and carry nothing a codec keeps): a block of subnormal values sums to zero. The calling
+    thread's floating-point mode is unchanged afterwards."""
+    for y, x, after in run_world(_subnormal_run, 2, timeout=45):
+        assert not y[:256].any(), "a block of subnormal inputs must decode to zero"
+        want = torch.from_numpy(x[256:]) * 2
+        assert (torch.from_numpy(y[256:]) - want).abs().max() <= 2 / 127
+        assert after != 0.0, "the caller's thread was left flushing subnormals"

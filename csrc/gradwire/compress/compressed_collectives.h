@@ -5,7 +5,8 @@
 //  * quantized (fp16, bf16, int8, int4, sign, qsgd): ring reduce-scatter whose every hop decodes
 //    the incoming segment, adds it, and re-encodes the partial sum; then a ring allgather in which
 //    each segment is encoded once by its owner and forwarded as is, so every rank decodes the same
-//    bytes and ends with bit-identical results.
+//    bytes and ends with bit-identical results (quantized_ring.h: chunk by chunk, each pass
+//    right before its chunk is needed).
 //  * random-k: the k values at indices every rank derives from (seed, op sequence number) go
 //    through a dense allreduce; no index travels.
 //  * top-k, threshold: each rank sends its (index, value) pairs to every peer (sizes first, as
@@ -22,6 +23,13 @@
 #include "gradwire/compress/error_feedback.h"
 
 namespace gw {
+
+// Tag phases (tag = phase << 28 | index) of the compressed collectives: 8 and up keep clear of
+// the dense collectives' phases, since random-k runs a dense allreduce inside the same op.
+constexpr uint32_t kCompressedPhaseReduceScatter = 8;
+constexpr uint32_t kCompressedPhaseAllgather = 9;
+constexpr uint32_t kCompressedPhaseSparseSize = 10;
+constexpr uint32_t kCompressedPhaseSparsePairs = 11;
 
 struct CompressedCall {
   CodecSpec spec;

@@ -1,8 +1,35 @@
 #include "gradwire/compress/error_feedback.h"
 
 #include <cmath>
+#include <string>
+
+#include "gradwire/reduce/reduce.h"
 
 namespace gw {
+namespace generic {
+double feedback_compensate(const float* x, const float* r, float* comp, size_t n);
+double feedback_residual(const float* comp, const float* sent, float* r, size_t n);
+}  // namespace generic
+namespace avx2 {
+double feedback_compensate(const float* x, const float* r, float* comp, size_t n);
+double feedback_residual(const float* comp, const float* sent, float* r, size_t n);
+}  // namespace avx2
+
+namespace {
+bool use_avx2() {
+  static const bool v = std::string(simd_level()) == "avx2";
+  return v;
+}
+}  // namespace
+
+double feedback_compensate(const float* x, const float* residual, float* comp, size_t n) {
+  return use_avx2() ? avx2::feedback_compensate(x, residual, comp, n)
+                    : generic::feedback_compensate(x, residual, comp, n);
+}
+double feedback_residual(const float* comp, const float* sent, float* residual, size_t n) {
+  return use_avx2() ? avx2::feedback_residual(comp, sent, residual, n)
+                    : generic::feedback_residual(comp, sent, residual, n);
+}
 
 double sum_of_squares(const float* x, size_t n) {
   float acc[8] = {};

@@ -25,6 +25,12 @@ namespace gw {
 // Sum of x[i]^2 (eight float partial sums, so that the loop vectorizes; summed in double).
 double sum_of_squares(const float* x, size_t n);
 
+// The protocol on one tile, in the SIMD build chosen for this CPU (quantize_kernels.inc):
+// comp = x + residual, returning sum x^2 (the input's squared norm) ...
+double feedback_compensate(const float* x, const float* residual, float* comp, size_t n);
+// ... and residual = comp - sent with non-finite entries reset to 0, returning its squared norm.
+double feedback_residual(const float* comp, const float* sent, float* residual, size_t n);
+
 class ResidualStore {
  public:
   // x[i] += residual[i]; creates a zero residual of length n when missing or mis-sized.
