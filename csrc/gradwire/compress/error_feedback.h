@@ -39,7 +39,9 @@ class ResidualStore {
   void update(const std::string& key, const float* compensated, const float* sent, size_t n);
 
   // Runs fn(residual) on the residual of `key` under the store's lock, creating a zero one of
-  // length n when missing or mis-sized: for passes that compensate and update tile by tile.
+  // length n when missing or mis-sized: for passes that compensate and update tile by tile. The
+  // quantized ring holds it for its whole op (it updates chunks as the ring reaches them), so an
+  // accessor called meanwhile waits for that op to end.
   // fn returns the squared L2 norms of the input it compensated and of the new residual.
   struct Norms {
     double input_sq = 0, residual_sq = 0;
