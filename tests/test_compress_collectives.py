@@ -562,3 +562,39 @@ def test_codec_math_flushes_subnormals_and_restores_the_float_mode():
         want = torch.from_numpy(x[256:]) * 2
         assert (torch.from_numpy(y[256:]) - want).abs().max() <= 2 / 127
         assert after != 0.0, "the caller's thread was left flushing subnormals"
+
+
+def _killed_mid_op_run(rank, size):
+    import os
+    import signal
+    import threading
+    import time
+
+    dist = init(rank, size)
+    x = torch.randn(4 << 20)  # 16 MB: the ring is still moving chunks when the peer dies
+    with gradwire.compression("int8", key="killed"):
+        dist.all_reduce(x.clone())  # warm: scratch buffers, connections
+        if rank == size - 1:
+            threading.Timer(0.02, lambda: os.kill(os.getpid(), signal.SIGKILL)).start()
+        start = time.monotonic()
+        try:
+            for _ in range(50):
+                dist.all_reduce(x)
+            return "no error", 0.0
+        except Exception as e:  # noqa: BLE001
+            return f"{type(e).__name__}: {e}", time.monotonic() - start
+
+
+@pytest.mark.timeout(120)
+def test_peer_killed_during_a_compressed_allreduce_fails_fast():
+    """A rank killed while int8 chunks are in flight: the others get an error naming it (or the
+    abort it caused) and the op with its codec within seconds, not a hang."""
+    size = 3
+    results = run_world(_killed_mid_op_run, size, timeout=90, allow_errors=True)
+    assert results[size - 1][0] == "died"
+    for rank in range(size - 1):
+        text, elapsed = results[rank]
+        assert text != "no error", f"rank {rank} saw no error"
+        assert f"rank {size - 1}" in text or "abort" in text, text
+        assert "codec int8" in text, text  # the op is described with its codec
+        assert elapsed < 20, f"rank {rank} took {elapsed:.1f}s: {text}"

@@ -32,13 +32,24 @@ const char* op_kind_name(OpKind k) {
   return "unknown";
 }
 
+namespace {
+// The codec numbers of compressed fingerprints (docs/wire-protocol.md, "Compressed
+// collectives"; the same numbering as compress/codec.h's CodecKind).
+std::string codec_name(int32_t number) {
+  static const char* const kByNumber[] = {nullptr, "fp16", "bf16", "int8",    "int4",
+                                          "sign",  "qsgd", "topk", "randomk", "threshold"};
+  if (number >= 1 && number <= 9) return kByNumber[number];
+  return str("#", number);
+}
+}  // namespace
+
 std::string OpFingerprint::describe() const {
   std::string s = str(op_kind_name(kind), "(", dtype_name(dtype), " x ", count);
   if (kind == OpKind::kAllreduce || kind == OpKind::kReduce || kind == OpKind::kReduceScatter) {
     s += str(", ", reduce_op_name(static_cast<ReduceOp>(redop)));
   }
   if (root >= 0) s += str(", root=", root);
-  if (root <= kCompressedRootBase) s += str(", codec #", kCompressedRootBase - root);
+  if (root <= kCompressedRootBase) s += str(", codec ", codec_name(kCompressedRootBase - root));
   return s + ")";
 }
 
