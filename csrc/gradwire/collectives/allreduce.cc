@@ -49,8 +49,8 @@ void recursive_doubling(const OpContext& ctx, char* buf, size_t count, DType dty
   if (r < extra) link.send(r + p2, kUnfoldTag, buf);
 }
 
-// Posted sends and receives; the partner's data is staged in `tmp` because our buffer is being
-// sent while it arrives.
+// Posted sends and receives; in exchange_reduce the partner's data is staged in `tmp` because
+// our buffer is being sent while it arrives (the other calls need no `tmp`).
 struct FrameLink {
   const OpContext& ctx;
   size_t bytes, count;
@@ -65,11 +65,11 @@ struct FrameLink {
     ctx.wait(&sreq);
     ctx.wait(&rreq);
   }
+  // Nothing is sent from buf meanwhile, so the data is reduced into it as it arrives.
   void recv_reduce(int peer, uint32_t tag, char* buf) {
     Request rreq;
-    ctx.recv(peer, tag, tmp.data(), bytes, &rreq);
+    ctx.recv_reduce(peer, tag, buf, bytes, dtype, op, &rreq);
     ctx.wait(&rreq);
-    reduce_into(buf, tmp.data(), count, dtype, op);
   }
   void exchange_reduce(int partner, uint32_t tag, char* buf) {
     Request sreq, rreq;
@@ -143,19 +143,12 @@ void allreduce_halving_doubling(const OpContext& ctx, void* buf_v, size_t count,
   const int p2 = pow2_floor(n);
   const int extra = n - p2;
   constexpr uint32_t kFoldTag = 0, kUnfoldTag = 1, kHalvingTag = 2, kDoublingTag = 34;
+  FrameLink fold{ctx, count * es, count, dtype, op, {}};  // recursive doubling's fold and unfold
   if (r >= p2) {
-    Request s, rr;
-    ctx.send(r - p2, kFoldTag, buf, count * es, &s);
-    ctx.recv(r - p2, kUnfoldTag, buf, count * es, &rr);
-    ctx.wait(&s);
-    ctx.wait(&rr);
+    fold.send_then_recv(r - p2, kFoldTag, kUnfoldTag, buf);
     return;
   }
-  if (r < extra) {
-    Request rr;
-    ctx.recv_reduce(r + p2, kFoldTag, buf, count * es, dtype, op, &rr);
-    ctx.wait(&rr);
-  }
+  if (r < extra) fold.recv_reduce(r + p2, kFoldTag, buf);
   size_t lo = 0, hi = count;
   std::vector<std::pair<size_t, size_t>> ranges;  // the range before each halving step
   uint32_t step = 0;
@@ -189,11 +182,7 @@ void allreduce_halving_doubling(const OpContext& ctx, void* buf_v, size_t count,
     lo = plo;
     hi = phi;
   }
-  if (r < extra) {
-    Request s;
-    ctx.send(r + p2, kUnfoldTag, buf, count * es, &s);
-    ctx.wait(&s);
-  }
+  if (r < extra) fold.send(r + p2, kUnfoldTag, buf);
 }
 
 namespace {
