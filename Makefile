@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 SOURCES := $(shell find csrc python -name '*.cc' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.py') CMakeLists.txt pyproject.toml
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint format cuda-check bench clean
+.PHONY: setup demo test lint format cuda-check bench frameworks clean
 
 setup: $(VENV)/.gradwire-installed
 
@@ -23,6 +23,9 @@ $(VENV)/.deps-installed: Makefile
 	# mpi4py builds against an installed MPI (Debian: openmpi-bin libopenmpi-dev); without one,
 	# the MPI comparisons are skipped with that reason.
 	$(PIP) install -q mpi4py || echo "mpi4py not installed: no MPI library found; MPI benchmarks will be skipped"
+	# third-party trainers the framework tests run on gradwire (examples/frameworks; ~70 MB);
+	# torch named again so that pip keeps the CPU wheel
+	$(PIP) install -q "$(TORCH_SPEC)" "lightning==2.6.6" "accelerate==1.16.0"
 	touch $@
 
 $(VENV)/.gradwire-installed: $(VENV)/.deps-installed $(SOURCES)
@@ -56,6 +59,11 @@ cuda-check: setup
 # 4 oversubscribed, 4 B-256 MB): 20-30 minutes on 2 cores. See docs/benchmarks.md.
 bench: setup
 	bench/compare --preset targets --name $${NAME:-targets-$$(date -u +%Y%m%d)}
+
+# Lightning (DDPStrategy, ModelParallelStrategy) and Accelerate on gloo and on gradwire, 2 CPU
+# processes each: final weights compared bit for bit. Results: docs/frameworks.md.
+frameworks: setup
+	$(PY) examples/frameworks/compare.py --out bench/results/frameworks-$$(date -u +%Y%m%d)
 
 clean:
 	rm -rf build $(VENV)

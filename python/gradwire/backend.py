@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from gradwire import _C, _compressed
+from gradwire import _C, _compressed, _registry
 from gradwire import _futures as futures
 from gradwire import compression as _compression
 from gradwire._tensors import check_same, dtype_code, reduce_code, stage
@@ -607,12 +607,11 @@ def _create_backend(dist_opts, pg_opts=None):
 
 
 def register() -> None:
-    """Register "gradwire" with torch.distributed (done by ``import gradwire``)."""
-    if BACKEND_NAME.upper() in getattr(dist.Backend, "_plugins", {}):
-        return
-    dist.Backend.register_backend(
-        BACKEND_NAME, _create_backend, extended_api=True, devices=["cpu", "cuda"]
-    )
+    """Register "gradwire" with torch.distributed (done by ``import torch`` and ``import gradwire``).
+
+    The one registration lives in gradwire._registry: a creator that reaches _create_backend.
+    """
+    _registry.register()
 
 
 @atexit.register
