@@ -2,8 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-SOURCES := $(shell find csrc python -name '*.cc' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.py') CMakeLists.txt pyproject.toml
+SOURCES := $(shell find csrc python -name '*.cc' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.py') $(wildcard cmake/*) CMakeLists.txt pyproject.toml
 TORCH_SPEC ?= torch==2.13.0
+# With ccache installed, the builds of tests/test_install.py (the package built again in fresh
+# directories) reuse this build's objects of the engine core.
+CCACHE := $(if $(shell command -v ccache 2>/dev/null),CMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
 .PHONY: setup demo test lint format cuda-check bench frameworks clean
 
@@ -13,7 +16,8 @@ setup: $(VENV)/.gradwire-installed
 $(VENV)/.deps-installed: Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch first (the CPU wheel); the build needs it importable for the torch adapter.
+	# torch first (the CPU wheel): the torch adapter is compiled against the torch installed
+	# in the target environment, and the build fails without one (README: Install).
 	$(PIP) install -q "$(TORCH_SPEC)" numpy
 	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib
 	# the compression experiments train on scikit-learn's bundled digits data set (no download)
@@ -29,7 +33,7 @@ $(VENV)/.deps-installed: Makefile
 	touch $@
 
 $(VENV)/.gradwire-installed: $(VENV)/.deps-installed $(SOURCES)
-	$(PIP) install -q --no-build-isolation --no-deps .
+	$(CCACHE) $(PIP) install -q --no-build-isolation --no-deps .
 	touch $@
 
 demo: setup
