@@ -69,5 +69,18 @@ bench: setup
 frameworks: setup
 	$(PY) examples/frameworks/compare.py --out bench/results/frameworks-$$(date -u +%Y%m%d)
 
+# torch's own distributed test suite (DistributedTest from the torch wheel) on gloo and gradwire
+# at 2 and 3 ranks, side by side: about 15 minutes on 2 cores; tables in
+# bench/results/torch-suite/ (docs/torch-suite.md). TORCH_SUITE_ARGS=--resume continues an
+# interrupted run; --world-sizes 2, --tests NAME,... narrow it.
+.PHONY: torch-suite
+torch-suite: setup $(VENV)/.torch-suite-deps
+	$(PY) tests/torch_suite/run.py $(TORCH_SUITE_ARGS)
+
+# torch's test helpers import expecttest, which the torch wheel does not depend on.
+$(VENV)/.torch-suite-deps: $(VENV)/.deps-installed
+	$(PIP) install -q expecttest
+	touch $@
+
 clean:
 	rm -rf build $(VENV)
