@@ -19,7 +19,7 @@ $(VENV)/.deps-installed: Makefile
 	# torch first (the CPU wheel): the torch adapter is compiled against the torch installed
 	# in the target environment, and the build fails without one (README: Install).
 	$(PIP) install -q "$(TORCH_SPEC)" numpy
-	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout expecttest ruff clang-format matplotlib
 	# the compression experiments train on scikit-learn's bundled digits data set (no download)
 	$(PIP) install -q scikit-learn
 	# the launcher (python-hostlist, pyyaml) and its manifest tests (kubernetes-validate)
