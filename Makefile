@@ -2,8 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-SOURCES := $(shell find csrc python -name '*.cc' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.py') CMakeLists.txt pyproject.toml
+SOURCES := $(shell find csrc python -name '*.cc' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.py') $(wildcard cmake/*) CMakeLists.txt pyproject.toml
 TORCH_SPEC ?= torch==2.13.0
+# With ccache installed, the builds of tests/test_install.py (the package built again in fresh
+# directories) reuse this build's objects of the engine core.
+CCACHE := $(if $(shell command -v ccache 2>/dev/null),CMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
 .PHONY: setup demo test lint format cuda-check bench frameworks clean
 
@@ -13,9 +16,10 @@ setup: $(VENV)/.gradwire-installed
 $(VENV)/.deps-installed: Makefile
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch first (the CPU wheel); the build needs it importable for the torch adapter.
+	# torch first (the CPU wheel): the torch adapter is compiled against the torch installed
+	# in the target environment, and the build fails without one (README: Install).
 	$(PIP) install -q "$(TORCH_SPEC)" numpy
-	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout ruff clang-format matplotlib
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" ninja cmake pytest pytest-timeout expecttest ruff clang-format matplotlib
 	# the compression experiments train on scikit-learn's bundled digits data set (no download)
 	$(PIP) install -q scikit-learn
 	# the launcher (python-hostlist, pyyaml) and its manifest tests (kubernetes-validate)
@@ -29,7 +33,7 @@ $(VENV)/.deps-installed: Makefile
 	touch $@
 
 $(VENV)/.gradwire-installed: $(VENV)/.deps-installed $(SOURCES)
-	$(PIP) install -q --no-build-isolation --no-deps .
+	$(CCACHE) $(PIP) install -q --no-build-isolation --no-deps .
 	touch $@
 
 demo: setup
@@ -64,6 +68,19 @@ bench: setup
 # processes each: final weights compared bit for bit. Results: docs/frameworks.md.
 frameworks: setup
 	$(PY) examples/frameworks/compare.py --out bench/results/frameworks-$$(date -u +%Y%m%d)
+
+# torch's own distributed test suite (DistributedTest from the torch wheel) on gloo and gradwire
+# at 2 and 3 ranks, side by side: about 15 minutes on 2 cores; tables in
+# bench/results/torch-suite/ (docs/torch-suite.md). TORCH_SUITE_ARGS=--resume continues an
+# interrupted run; --world-sizes 2, --tests NAME,... narrow it.
+.PHONY: torch-suite
+torch-suite: setup $(VENV)/.torch-suite-deps
+	$(PY) tests/torch_suite/run.py $(TORCH_SUITE_ARGS)
+
+# torch's test helpers import expecttest, which the torch wheel does not depend on.
+$(VENV)/.torch-suite-deps: $(VENV)/.deps-installed
+	$(PIP) install -q expecttest
+	touch $@
 
 clean:
 	rm -rf build $(VENV)

@@ -75,7 +75,8 @@ def _stranger_then_join(rank, size, port):
 
     store = dist.TCPStore("127.0.0.1", port, size, rank == 0, timeout=timedelta(seconds=30))
     if rank == 1:
-        host, _, p = store.get("gradwire/addr/0").decode().rpartition(":")
+        nonce = store.get("gradwire/rendezvous").decode()  # this set-up's keys (rendezvous.h)
+        host, _, p = store.get(f"gradwire/{nonce}/addr/0").decode().rpartition(":")
         junk = socket.create_connection((host, int(p)))
         junk.sendall(b"GET / HTTP/1.0\r\n\r\n" + bytes(200))
         time.sleep(0.3)

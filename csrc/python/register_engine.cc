@@ -60,7 +60,9 @@ void register_engine(py::module_& m) {
              auto e = w.error();
              return e ? to_py_exception(e) : py::none();
            })
-      .def_property_readonly("description", &Work::description);
+      .def_property_readonly("description", &Work::description)
+      .def_property_readonly("source_rank", &Work::source_rank,
+                             "The sender of a receive from any source (-1 until it matched).");
 
   using C = Communicator;
   py::class_<C, std::shared_ptr<C>> cls(m, "Communicator");

@@ -309,14 +309,29 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         return self._allgather_flat([inp], [outs], list(outs), opts)
 
     def allgather_coalesced(self, output_lists, input_list, opts=None):
-        if len(output_lists) != len(input_list):
-            raise self._err("allgather_coalesced needs one output list per input")
-        for outs, inp in zip(output_lists, input_list):
-            if len(outs) != self.size():
-                raise self._err(f"allgather_coalesced needs {self.size()} outputs per input")
-            check_same(outs, self.rank(), "allgather_coalesced output", ref=inp)
+        # torch's layout: output_lists[r][i] receives rank r's input_list[i].
+        if not input_list:
+            raise self._err("all_gather_coalesced needs at least one input tensor")
+        if len(output_lists) != self.size():
+            raise self._err(
+                f"all_gather_coalesced needs one output list per rank ({self.size()}), "
+                f"got {len(output_lists)}"
+            )
+        for r, outs in enumerate(output_lists):
+            if len(outs) != len(input_list):
+                raise self._err(
+                    f"all_gather_coalesced output list {r} holds {len(outs)} tensors for "
+                    f"{len(input_list)} inputs"
+                )
+            for i, (out, inp) in enumerate(zip(outs, input_list)):
+                if out.dtype != inp.dtype or out.numel() != inp.numel():
+                    raise self._err(
+                        f"all_gather_coalesced output[{r}][{i}] is {out.numel()} x {out.dtype}, "
+                        f"input[{i}] is {inp.numel()} x {inp.dtype}"
+                    )
+        by_input = [[outs[i] for outs in output_lists] for i in range(len(input_list))]
         return self._allgather_flat(
-            input_list, output_lists, [t for o in output_lists for t in o], opts
+            input_list, by_input, [t for outs in output_lists for t in outs], opts
         )
 
     def _allgather_flat(self, inputs, output_lists, result, opts=None):
@@ -544,7 +559,17 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         )
 
     def recv_anysource(self, tensors, tag=0):
-        raise self._err("recv without a source rank is not supported by gradwire; pass src=")
+        """Receive the first message with `tag` from any rank; ``work._source_rank()`` names it."""
+        t = self._one(tensors, "recv")
+        if self.size() < 2:
+            raise self._err("recv from any source needs a group with another rank")
+        dt = dtype_code(t, self.rank, "recv tensor")
+        s = stage(t, writable=True)
+        return self._submit(
+            lambda done, il: self._comm.recv(s.ptr, s.count, dt, -1, tag, done, il),
+            [t],
+            [s.finish],
+        )
 
     def _check_peer(self, peer: int, what: str) -> None:
         if not 0 <= peer < self.size() or peer == self.rank():

@@ -25,26 +25,78 @@ SUBCOMMANDS = {
 }
 
 
+def _build_record():
+    """gradwire._build_info, written by the build; None when running from a source tree."""
+    try:
+        from gradwire import _build_info
+    except ImportError:
+        return None
+    return _build_info
+
+
+def _torch_adapter_line(build) -> str:
+    """Whether the torch adapter (typed futures for torch's C++ comm hooks) is usable, and if not,
+    why and what to run."""
+    try:
+        import torch
+    except ImportError:
+        if build is not None and build.TORCH_ADAPTER == "built":
+            return f"built against torch {build.TORCH_VERSION}; unused: torch is not installed"
+        return "not built (GRADWIRE_TORCH_ADAPTER=OFF at build time); torch is not installed"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reason is printed here instead
+        from gradwire import _futures
+    if _futures.TYPED_FUTURES:
+        return f"present (built against torch {torch.__version__})"
+    return (
+        f"MISSING: {_futures.ADAPTER_PROBLEM}; torch's built-in C++ comm hooks "
+        f"(_register_builtin_comm_hook) fail until you {_futures.REBUILD_HINT}"
+    )
+
+
+def _cuda_line(build) -> str:
+    state = build.CUDA_KERNELS if build is not None else "unknown"
+    why = {"off": "not built (GRADWIRE_CUDA=OFF, the default of pip builds)"}.get(state, state)
+    return f"{why}; the backend stages CUDA tensors through host memory"
+
+
+def _mpi4py_line() -> str:
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("mpi4py") is None:
+        return (
+            "not installed: the benchmarks' OpenMPI peer (`gradwire bench --backend mpi`, "
+            "bench/compare) is unavailable; to add it: apt-get install -y openmpi-bin "
+            "libopenmpi-dev && pip install mpi4py"
+        )
+    return f"present ({importlib.metadata.version('mpi4py')})"
+
+
 def info(argv: List[str]) -> int:
     import platform
 
     import gradwire
     from gradwire import _C
 
+    build = _build_record()
     print(f"gradwire {gradwire.__version__}")
     print(f"python {platform.python_version()} on {platform.machine()}")
     print(f"native core: {_C.__file__}")
-    print(f"CUDA kernels compiled: {bool(getattr(_C, 'cuda_compiled', False))}")
     try:
         import torch
 
-        from gradwire import _futures
-
-        print(
-            f"torch {torch.__version__}; typed futures for C++ comm hooks: {_futures.TYPED_FUTURES}"
-        )
+        print(f"torch: {torch.__version__}")
     except ImportError:
-        print("torch: not installed (the numpy-level engine still works)")
+        print("torch: not installed (the numpy-level API, gradwire.comm, still works)")
+    print("optional parts:")
+    print(f"  torch adapter: {_torch_adapter_line(build)}")
+    print(f"  CUDA kernels: {_cuda_line(build)}")
+    print(f"  mpi4py: {_mpi4py_line()}")
+    if build is None:
+        print("  (no build record: gradwire._build_info is missing, not an installed build)")
     return 0
 
 

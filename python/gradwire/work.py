@@ -66,5 +66,12 @@ class GradwireWork(dist.Work):
     def result(self) -> List[torch.Tensor]:
         return self._fut.wait()
 
+    def _source_rank(self) -> int:
+        """The sender of a receive from any source (group rank), once it has matched."""
+        source = getattr(self._what, "source_rank", -1)
+        if source < 0:
+            raise RuntimeError(f"{self._description} is not a completed receive from any source")
+        return source
+
     def synchronize(self) -> None:
         pass  # results are in place once the future completes; CPU staging needs no stream sync

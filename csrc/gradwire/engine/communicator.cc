@@ -1,7 +1,5 @@
 #include "gradwire/engine/communicator.h"
 
-#include <random>
-
 #include "gradwire/collectives/collectives.h"
 #include "gradwire/common/config.h"
 #include "gradwire/common/error.h"
@@ -11,14 +9,6 @@
 
 namespace gw {
 namespace {
-
-std::string random_secret() {
-  std::random_device rd;
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (int i = 0; i < 64; ++i) s.push_back(hex[rd() % 16]);
-  return s;
-}
 
 Clock::time_point deadline_after(double seconds) {
   return Clock::now() +
@@ -53,7 +43,8 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
       opts_(opts),
       group_name_(std::make_shared<const std::string>(opts.name)),
       id_(communicator_id(opts.name)),
-      timeout_seconds_(opts.timeout_seconds) {
+      timeout_seconds_(opts.timeout_seconds),
+      p2p_(rank, group_name_) {
   GW_CHECK_ARG(size >= 1, "world size must be >= 1, got ", size);
   GW_CHECK_ARG(rank >= 0 && rank < size, "rank ", rank, " is out of range for world size ", size);
   GW_CHECK_ARG(opts.timeout_seconds > 0, "timeout must be positive, got ", opts.timeout_seconds,
@@ -72,16 +63,27 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
   m.listen_host = opts.listen_host.empty()
                       ? tcp::choose_listen_address(cfg.socket_ifname, opts.route_hint)
                       : opts.listen_host;
-  // Without GRADWIRE_AUTH_TOKEN, rank 0 draws a per-job secret and shares it through the store:
-  // this keeps other jobs and stray connections out; a token shared out of band also keeps out
-  // anyone who can read the store.
-  if (!cfg.auth_token.empty()) {
-    m.secret = cfg.auth_token;
-  } else if (size > 1) {
-    if (rank == 0) store.set("gradwire/secret", random_secret());
-    m.secret = store.get("gradwire/secret");
+  std::unique_ptr<StreamTransport> mesh;
+  while (!mesh) {
+    Rendezvous rv = Rendezvous::open(store, rank);
+    // Without GRADWIRE_AUTH_TOKEN, rank 0 draws a per-job secret and shares it through the
+    // store: this keeps other jobs and stray connections out; a token shared out of band also
+    // keeps out anyone who can read the store.
+    if (!cfg.auth_token.empty()) {
+      m.secret = cfg.auth_token;
+    } else if (size > 1) {
+      if (rank == 0) rv.set("secret", random_hex(32));
+      m.secret = rv.get("secret");
+    }
+    try {
+      mesh = build_mesh(rv, rank, size, m, &listen_address_);
+    } catch (const StaleRendezvous&) {
+      // This rank read the keys of an earlier set-up (a restarted job reusing its store): start
+      // over under the set-up rank 0 has published since.
+      GW_LOG(kInfo, "rank ", rank, " of '", opts.name, "': set-up ", rv.nonce(),
+             " is stale, starting over");
+    }
   }
-  auto mesh = build_mesh(store, rank, size, m, &listen_address_);
   for (const auto& k : mesh->channel_kinds()) channel_kinds_.push_back(k);
   transport_ = std::move(mesh);
   GW_LOG(kInfo, "communicator '", opts.name, "' rank ", rank, "/", size, " up on ",
@@ -139,10 +141,14 @@ CommStats Communicator::stats() const {
 std::shared_ptr<Work> Communicator::submit(const OpFingerprint& fp, Body body, Work::Callback cb,
                                            bool inline_ok) {
   auto work = std::make_shared<Work>(fp, rank_, group_name_, std::move(cb));
-  Op op{fp, std::move(body), work};
+  dispatch(Op{fp, std::move(body), work, nullptr}, inline_ok);
+  return work;
+}
+
+void Communicator::dispatch(Op op, bool inline_ok) {
   if (executing_here()) {
     execute(op);  // issued from a completion callback: runs now (see the header)
-    return work;
+    return;
   }
   std::unique_lock<std::mutex> lock(mu_);
   GW_CHECK_ARG(!stopping_, "communicator '", opts_.name, "' on rank ", rank_,
@@ -153,35 +159,58 @@ std::shared_ptr<Work> Communicator::submit(const OpFingerprint& fp, Body body, W
     std::lock_guard<std::mutex> exec(exec_mu_, std::adopt_lock);
     executing_.store(std::this_thread::get_id());
     ops_inline_.fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<Work> work = op.p2p ? op.work : nullptr;
     execute(op);
+    // A synchronous send or receive: this caller waits for it anyway, so it moves the bytes
+    // itself rather than handing the transport to the executor and back.
+    while (work && !work->is_completed()) progress_p2p(1);
     executing_.store(std::thread::id());
-    return work;
+    return;
   }
   queue_.push_back(std::move(op));
   lock.unlock();
   cv_.notify_one();
-  return work;
 }
 
 void Communicator::run() {
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and every queued op has run
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || p2p_active_; });
+      // Stopping: every queued op has run and every send/receive in flight has ended.
+      if (queue_.empty() && !p2p_active_) return;
     }
     // Take the execution lock before the op: a caller on the fast path holds it while it runs
     // an op, and ops only leave the queue under it, so queue order is execution order.
     std::lock_guard<std::mutex> exec(exec_mu_);
     Op op;
+    bool have_op = false, stopping = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (queue_.empty()) continue;
-      op = std::move(queue_.front());
-      queue_.pop_front();
+      stopping = stopping_;
+      if (!queue_.empty()) {
+        op = std::move(queue_.front());
+        queue_.pop_front();
+        have_op = true;
+      }
     }
     executing_.store(std::this_thread::get_id());
-    execute(op);
+    if (have_op) {
+      execute(op);
+    } else if (stopping && !p2p_.empty() && p2p_.only_receives()) {
+      // Shut down with receives nobody will send to: fail them now rather than at their
+      // deadline. Aborting the transport also drops the buffers it held for them.
+      std::string msg = str("rank ", rank_, " of group '", opts_.name, "' was shut down with ",
+                            p2p_.size(), " receive(s) still waiting for their message");
+      transport_->abort(msg);
+      ops_failed_.fetch_add(p2p_.size());
+      p2p_.fail_all(std::make_exception_ptr(PeerError(msg)));
+      reap_p2p();
+    } else if (!p2p_.empty()) {
+      // Sends/receives in flight: move their bytes, waking at least every millisecond to pick
+      // up newly queued ops. At shutdown, sends still go out (until their deadline).
+      progress_p2p(1);
+    }
     executing_.store(std::thread::id());
   }
 }
@@ -209,12 +238,74 @@ std::exception_ptr Communicator::run_op(const OpFingerprint& fp, F& body) {
   return err;
 }
 
-void Communicator::execute(Op& op) { op.work->finish(run_op(op.fp, op.body)); }
+void Communicator::execute(Op& op) {
+  if (op.p2p) {
+    start_p2p(std::move(op.p2p));
+    return;
+  }
+  std::exception_ptr err = run_op(op.fp, op.body);
+  op.work->finish(err);
+  if (err && !p2p_.empty()) {
+    // The failed op aborted the transport: sends and receives in flight can no longer move.
+    ops_failed_.fetch_add(p2p_.size());
+    p2p_.fail_all(err);
+  }
+  reap_p2p();  // sends and receives whose messages moved while the op waited
+}
+
+void Communicator::start_p2p(std::unique_ptr<P2POp> op) {
+  op->start = Clock::now();
+  op->deadline = deadline_after(timeout_seconds_.load());
+  try {
+    p2p_.start(*transport_, std::move(op));
+  } catch (const std::exception&) {
+    ops_failed_.fetch_add(p2p_.size());
+    p2p_.fail_all(std::current_exception());  // the transport failed: nothing in flight moves
+  }
+  reap_p2p();
+}
+
+void Communicator::reap_p2p() {
+  if (!p2p_.empty()) {
+    try {
+      ops_completed_.fetch_add(p2p_.reap(*transport_));
+    } catch (const std::exception&) {
+      ops_failed_.fetch_add(p2p_.size());
+      p2p_.fail_all(std::current_exception());
+    }
+    bytes_sent_.store(transport_->bytes_sent());
+    bytes_received_.store(transport_->bytes_received());
+    bytes_single_copy_.store(transport_->bytes_single_copy());
+  }
+  update_p2p_active();
+}
+
+void Communicator::progress_p2p(int wait_ms) {
+  try {
+    transport_->progress_idle(wait_ms);
+  } catch (const std::exception&) {
+    ops_failed_.fetch_add(p2p_.size());
+    p2p_.fail_all(std::current_exception());
+  }
+  reap_p2p();
+}
+
+void Communicator::update_p2p_active() {
+  bool active = !p2p_.empty();
+  if (active == p2p_published_) return;  // the common case: no lock
+  p2p_published_ = active;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    p2p_active_ = active;
+  }
+  if (active) cv_.notify_one();  // the executor drives them from now on
+}
 
 template <typename F>
 bool Communicator::run_here(const OpFingerprint& fp, F& body, std::exception_ptr* err) {
   if (executing_here()) {
     *err = run_op(fp, body);  // issued from a completion callback: runs now (see the header)
+    reap_p2p();
     return true;
   }
   std::unique_lock<std::mutex> lock(mu_);
@@ -226,6 +317,7 @@ bool Communicator::run_here(const OpFingerprint& fp, F& body, std::exception_ptr
   executing_.store(std::this_thread::get_id());
   ops_inline_.fetch_add(1, std::memory_order_relaxed);
   *err = run_op(fp, body);
+  reap_p2p();
   executing_.store(std::thread::id());
   return true;
 }
@@ -409,38 +501,39 @@ std::shared_ptr<Work> Communicator::barrier(Work::Callback cb, bool inline_ok) {
       [](const OpContext& ctx) { gw::barrier(ctx); }, std::move(cb), inline_ok);
 }
 
-// Point-to-point messages are keyed by a per-(peer, tag) counter instead of the collective
-// sequence, so they pair up in issue order without involving the rest of the group.
+std::shared_ptr<Work> Communicator::submit_p2p(bool is_send, void* buf, size_t count, DType dtype,
+                                               int peer, uint32_t tag, Work::Callback cb,
+                                               bool inline_ok) {
+  auto op = std::make_unique<P2POp>();
+  op->is_send = is_send;
+  op->peer = peer;
+  op->any_source = peer == kAnySource;
+  op->tag = tag;
+  op->buf = buf;
+  op->bytes = count * dtype_size(dtype);
+  op->fp = fingerprint(OpKind::kSendRecv, dtype, count, -1);
+  auto work = std::make_shared<Work>(op->fp, rank_, group_name_, std::move(cb));
+  op->work = work;
+  OpFingerprint fp = op->fp;
+  dispatch(Op{fp, nullptr, work, std::move(op)}, inline_ok);
+  return work;
+}
+
 std::shared_ptr<Work> Communicator::send(const void* buf, size_t count, DType dtype, int peer,
                                          uint32_t tag, Work::Callback cb, bool inline_ok) {
   check_rank(peer, "send destination");
   GW_CHECK_ARG(peer != rank_, "rank ", rank_, " cannot send to itself");
-  size_t bytes = count * dtype_size(dtype);
-  return submit(
-      fingerprint(OpKind::kSendRecv, dtype, count, -1),
-      [=](const OpContext& ctx) {
-        uint64_t n = p2p_sent_[{peer, tag}]++;
-        Request req;
-        ctx.transport->isend(peer, MsgKey{kP2PSeqBit | n, tag}, ctx.fp, buf, bytes, &req);
-        ctx.wait(&req);
-      },
-      std::move(cb), inline_ok);
+  return submit_p2p(true, const_cast<void*>(buf), count, dtype, peer, tag, std::move(cb),
+                    inline_ok);
 }
 
 std::shared_ptr<Work> Communicator::recv(void* buf, size_t count, DType dtype, int peer,
                                          uint32_t tag, Work::Callback cb, bool inline_ok) {
-  check_rank(peer, "recv source");
+  if (peer != kAnySource) check_rank(peer, "recv source");
   GW_CHECK_ARG(peer != rank_, "rank ", rank_, " cannot receive from itself");
-  size_t bytes = count * dtype_size(dtype);
-  return submit(
-      fingerprint(OpKind::kSendRecv, dtype, count, -1),
-      [=](const OpContext& ctx) {
-        uint64_t n = p2p_received_[{peer, tag}]++;
-        Request req;
-        ctx.transport->irecv(peer, MsgKey{kP2PSeqBit | n, tag}, ctx.fp, buf, bytes, &req);
-        ctx.wait(&req);
-      },
-      std::move(cb), inline_ok);
+  GW_CHECK_ARG(peer != kAnySource || size_ > 1, "rank ", rank_, " of group '", opts_.name,
+               "' cannot receive from any source: the group has no other rank");
+  return submit_p2p(false, buf, count, dtype, peer, tag, std::move(cb), inline_ok);
 }
 
 }  // namespace gw

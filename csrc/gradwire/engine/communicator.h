@@ -32,6 +32,7 @@
 #include "gradwire/common/store.h"
 #include "gradwire/compress/compressed_collectives.h"
 #include "gradwire/compress/error_feedback.h"
+#include "gradwire/engine/p2p.h"
 #include "gradwire/engine/work.h"
 #include "gradwire/transport/transport.h"
 
@@ -111,6 +112,9 @@ class Communicator {
   std::shared_ptr<Work> scatter(const void* in, void* out, size_t count, DType dtype, int root,
                                 Work::Callback cb, bool inline_ok = false);
   std::shared_ptr<Work> barrier(Work::Callback cb, bool inline_ok = false);
+  // Point-to-point (engine/p2p.h): posted when executed, complete when their message has moved,
+  // in any order relative to each other and to later ops. recv() with peer kAnySource takes
+  // the first message with its tag from any rank; the Work's source_rank() then names it.
   std::shared_ptr<Work> send(const void* buf, size_t count, DType dtype, int peer, uint32_t tag,
                              Work::Callback cb, bool inline_ok = false);
   std::shared_ptr<Work> recv(void* buf, size_t count, DType dtype, int peer, uint32_t tag,
@@ -132,11 +136,24 @@ class Communicator {
     OpFingerprint fp;
     Body body;
     std::shared_ptr<Work> work;
+    std::unique_ptr<P2POp> p2p;  // set for a send or receive (no body)
   };
 
   std::shared_ptr<Work> submit(const OpFingerprint& fp, Body body, Work::Callback cb,
                                bool inline_ok = false);
+  // Runs the op on this thread when it may (see the top of this file), else queues it.
+  void dispatch(Op op, bool inline_ok);
+  std::shared_ptr<Work> submit_p2p(bool is_send, void* buf, size_t count, DType dtype, int peer,
+                                   uint32_t tag, Work::Callback cb, bool inline_ok);
   void execute(Op& op);
+  // Point-to-point ops in flight: post one; complete or fail those whose messages moved (or
+  // whose deadline passed); drive the transport between ops for at most wait_ms. All three
+  // run on the thread holding the execution lock.
+  void start_p2p(std::unique_ptr<P2POp> op);
+  void reap_p2p();
+  void progress_p2p(int wait_ms);
+  // Publishes whether point-to-point ops are in flight (the executor then drives them).
+  void update_p2p_active();
   // Runs one op on this thread (which holds the execution lock); returns its error.
   template <typename F>
   std::exception_ptr run_op(const OpFingerprint& fp, F& body);
@@ -166,6 +183,7 @@ class Communicator {
   std::condition_variable cv_;
   std::deque<Op> queue_;
   bool stopping_ = false;
+  bool p2p_active_ = false;  // mirrors !p2p_.empty() for the executor's wait (under mu_)
   std::thread executor_;
   std::thread::id executor_id_;
   // Held while an op executes: by the executor, or by a caller taking the inline fast path.
@@ -174,7 +192,8 @@ class Communicator {
 
   // Executor-thread state.
   uint64_t seq_ = 0;
-  std::map<std::pair<int, uint32_t>, uint64_t> p2p_sent_, p2p_received_;
+  P2PQueue p2p_;
+  bool p2p_published_ = false;  // the value last written to p2p_active_
 
   std::atomic<uint64_t> ops_completed_{0}, ops_failed_{0}, ops_inline_{0};
   std::atomic<uint64_t> bytes_sent_{0}, bytes_received_{0}, bytes_single_copy_{0};

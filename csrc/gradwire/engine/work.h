@@ -3,6 +3,7 @@
 // (docs/architecture.md, "completion model").
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <functional>
@@ -35,6 +36,10 @@ class Work {
   // Engine side: record the outcome, wake waiters, then run the callback.
   void finish(std::exception_ptr error);
 
+  // A receive from any source: the rank its message came from (-1 until it matched).
+  int source_rank() const { return source_rank_.load(); }
+  void set_source_rank(int r) { source_rank_.store(r); }
+
  private:
   const OpFingerprint fp_;
   const int rank_;
@@ -44,6 +49,7 @@ class Work {
   mutable std::condition_variable cv_;
   bool done_ = false;
   std::exception_ptr error_;
+  std::atomic<int> source_rank_{-1};
 };
 
 }  // namespace gw

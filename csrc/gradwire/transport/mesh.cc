@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <thread>
 
 #include "gradwire/common/error.h"
 #include "gradwire/common/logging.h"
@@ -19,7 +20,7 @@ namespace {
 
 using tcp::Socket;
 
-std::string addr_key(int rank) { return str("gradwire/addr/", rank); }
+std::string addr_key(int rank) { return str("addr/", rank); }
 
 #pragma pack(push, 1)
 struct HostMsg {
@@ -33,29 +34,48 @@ struct NameMsg {
 #pragma pack(pop)
 constexpr uint32_t kHostMagic = 0x54534847;  // "GHST"
 
+// Dials rank j: reads its address, connects and authenticates. A refused connection re-reads
+// the address (the peer may not have published this set-up's yet) until the deadline; a refusal
+// or failed handshake under an earlier set-up's nonce throws StaleRendezvous.
+Socket dial(const Rendezvous& rv, int rank, int j, const MeshOptions& opts) {
+  auto delay = std::chrono::milliseconds(5);
+  std::string last_error;
+  tcp::Endpoint ep;
+  while (true) {
+    ep = tcp::Endpoint::parse(rv.get(addr_key(j)));
+    Socket s = tcp::try_connect(ep, opts.deadline, &last_error);
+    if (s.valid()) {
+      try {
+        tcp::handshake_as_client(s, opts.comm_id, rank, j, opts.secret, opts.deadline);
+        return s;
+      } catch (const Error& e) {
+        if (rv.stale()) GW_THROW(StaleRendezvous, "rank ", rank, " read an earlier set-up's keys");
+        GW_THROW(PeerError, "rank ", rank, " could not connect to rank ", j, " at ", ep.to_string(),
+                 ": ", e.what());
+      }
+    }
+    if (rv.stale()) GW_THROW(StaleRendezvous, "rank ", rank, " read an earlier set-up's keys");
+    if (Clock::now() + delay >= opts.deadline) break;
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, std::chrono::milliseconds(200));
+  }
+  GW_THROW(TimeoutError, "rank ", rank, " could not connect to rank ", j, " at ", ep.to_string(),
+           " before the deadline (last error: ", last_error, ")");
+}
+
 // Dials lower ranks and accepts higher ones; returns one authenticated socket per peer.
-std::vector<Socket> connect_sockets(Store& store, int rank, int size, const MeshOptions& opts,
-                                    std::string* listen_address) {
+std::vector<Socket> connect_sockets(const Rendezvous& rv, int rank, int size,
+                                    const MeshOptions& opts, std::string* listen_address) {
   tcp::Endpoint bound;
   Socket listener = tcp::listen_on(opts.listen_host, &bound);
   *listen_address = bound.to_string();
-  store.set(addr_key(rank), *listen_address);
+  rv.set(addr_key(rank), *listen_address);
   GW_LOG(kDebug, "rank ", rank, " listening on ", *listen_address, " (communicator ", opts.comm_id,
-         ")");
+         ", set-up ", rv.nonce(), ")");
   std::vector<Socket> socks(size);
   // Lower ranks reach their accept phase after finishing their own (lower) dials, so the waits
   // form no cycle.
-  for (int j = 0; j < rank; ++j) {
-    tcp::Endpoint ep = tcp::Endpoint::parse(store.get(addr_key(j)));
-    try {
-      Socket s = tcp::connect_to(ep, opts.deadline);
-      tcp::handshake_as_client(s, opts.comm_id, rank, j, opts.secret, opts.deadline);
-      socks[j] = std::move(s);
-    } catch (const Error& e) {
-      GW_THROW(PeerError, "rank ", rank, " could not connect to rank ", j, " at ", ep.to_string(),
-               ": ", e.what());
-    }
-  }
+  for (int j = 0; j < rank; ++j) socks[j] = dial(rv, rank, j, opts);
   int expected = size - 1 - rank;
   for (int accepted = 0; accepted < expected;) {
     std::string from;
@@ -97,9 +117,9 @@ std::string local_host_id() {
   return str(host, "|", boot, "|", netns);
 }
 
-std::unique_ptr<StreamTransport> build_mesh(Store& store, int rank, int size,
+std::unique_ptr<StreamTransport> build_mesh(const Rendezvous& rv, int rank, int size,
                                             const MeshOptions& opts, std::string* listen_address) {
-  std::vector<Socket> socks = connect_sockets(store, rank, size, opts, listen_address);
+  std::vector<Socket> socks = connect_sockets(rv, rank, size, opts, listen_address);
   std::vector<std::unique_ptr<Channel>> channels(size);
   std::shared_ptr<shm::Segment> own;
   std::vector<bool> local(size, false);

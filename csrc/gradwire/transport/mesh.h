@@ -1,14 +1,14 @@
 // Builds a communicator's connections: every pair of ranks gets an authenticated TCP connection
-// (addresses exchanged through the Store; the higher rank dials the lower one). Pairs on the same
-// host (same hostname, boot id and network namespace) then upgrade to shared-memory rings, the
-// socket staying open as the liveness signal. GRADWIRE_TRANSPORT=tcp turns the upgrade off;
-// =shm makes a peer that cannot use shared memory an error.
+// (addresses exchanged through the store, rendezvous.h; the higher rank dials the lower one). Pairs
+// on the same host (same hostname, boot id and network namespace) then upgrade to shared-memory
+// rings, the socket staying open as the liveness signal. GRADWIRE_TRANSPORT=tcp turns the upgrade
+// off; =shm makes a peer that cannot use shared memory an error.
 #pragma once
 
 #include <memory>
 #include <string>
 
-#include "gradwire/common/store.h"
+#include "gradwire/transport/rendezvous.h"
 #include "gradwire/transport/stream_transport.h"
 
 namespace gw {
@@ -24,7 +24,9 @@ struct MeshOptions {
   StreamOptions stream;
 };
 
-std::unique_ptr<StreamTransport> build_mesh(Store& store, int rank, int size,
+// Throws StaleRendezvous when this rank read an earlier set-up's keys (rendezvous.h): the caller
+// opens a new Rendezvous and tries again.
+std::unique_ptr<StreamTransport> build_mesh(const Rendezvous& rv, int rank, int size,
                                             const MeshOptions& opts, std::string* listen_address);
 
 // hostname|boot id|network namespace: equal strings mean shared memory can connect the two.

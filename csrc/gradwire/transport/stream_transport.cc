@@ -299,6 +299,29 @@ void StreamTransport::wait(Request* req) {
   }
 }
 
+void StreamTransport::progress_idle(int max_wait_ms) {
+  const auto spin_until = Clock::now() + spin_;
+  while (true) {
+    throw_if_failed();
+    uint32_t bell = bell_ ? bell_->value() : 0;  // read before looking, so no ring is missed
+    if (progress()) return;
+    if (Clock::now() >= spin_until) {
+      block(bell, max_wait_ms);
+      progress();
+      return;
+    }
+    if (yield_) sched_yield();
+  }
+}
+
+bool StreamTransport::has_unexpected(int src, const MsgKey& key) const {
+  if (src < 0 || src >= size_ || src == rank_) return false;
+  for (auto& u : peers_[src].unexpected) {
+    if (u.key == key) return true;
+  }
+  return false;
+}
+
 bool StreamTransport::progress() {
   bool moved = false;
   for (auto& p : peers_) {
@@ -608,7 +631,11 @@ void StreamTransport::on_timeout() {
   // peer that has not arrived (busy elsewhere, or hung) cannot answer.
   std::vector<int> waiting_for;
   for (auto& p : peers_) {
-    if (!p.posted.empty() || !p.cma_sends.empty() || p.rank == mail_waiting_for_) {
+    // Receives of point-to-point messages in flight belong to no collective.
+    bool collective_recv = std::any_of(p.posted.begin(), p.posted.end(), [](const PostedRecv& r) {
+      return !(r.key.seq & kP2PSeqBit);
+    });
+    if (collective_recv || !p.cma_sends.empty() || p.rank == mail_waiting_for_) {
       waiting_for.push_back(p.rank);
     }
   }
@@ -668,8 +695,8 @@ void StreamTransport::check_open(const Peer& p) {
 }
 
 void StreamTransport::peer_lost(const Peer& p, const std::string& why) {
-  fail<PeerError>(
-      str("rank ", rank_, " lost rank ", p.rank, " during ", op_description(), ": ", why), p.rank);
+  std::string when = in_op_ ? "during " + op_description() : std::string("between ops");
+  fail<PeerError>(str("rank ", rank_, " lost rank ", p.rank, " ", when, ": ", why), p.rank);
 }
 
 template <typename E>

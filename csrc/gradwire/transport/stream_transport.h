@@ -61,6 +61,8 @@ class StreamTransport : public Transport {
   void irecv_reduce(int peer, const MsgKey& key, const OpFingerprint& fp, void* data, size_t bytes,
                     DType dtype, ReduceOp op, Request* req) override;
   void wait(Request* req) override;
+  void progress_idle(int max_wait_ms) override;
+  bool has_unexpected(int peer, const MsgKey& key) const override;
   void abort(const std::string& reason) override;
   void request_abort(const std::string& reason) override;
   bool all_peers_local() const override { return tcp_peers_ == 0; }

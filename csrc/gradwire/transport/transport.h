@@ -63,6 +63,14 @@ class Transport {
   // aborted: every later call throws the same error.
   virtual void wait(Request* req) = 0;
 
+  // Drives IO between ops (point-to-point messages in flight): one pass over every channel, then
+  // spins and sleeps until something moves or max_wait_ms pass. Throws like wait() when a peer
+  // fails or an abort was requested; has no deadline of its own.
+  virtual void progress_idle(int max_wait_ms) = 0;
+  // True when a message `key` from `peer` has begun to arrive and no receive is posted for it
+  // (how a receive from any source finds its sender).
+  virtual bool has_unexpected(int peer, const MsgKey& key) const = 0;
+
   // Fails the transport: peers are told why (best effort) and all connections close.
   // Executing thread only.
   virtual void abort(const std::string& reason) = 0;

@@ -173,7 +173,8 @@ Socket listen_on(const std::string& host, Endpoint* bound, int port) {
   return s;
 }
 
-Socket connect_to(const Endpoint& ep, std::chrono::steady_clock::time_point deadline) {
+Socket try_connect(const Endpoint& ep, std::chrono::steady_clock::time_point deadline,
+                   std::string* error) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -183,32 +184,38 @@ Socket connect_to(const Endpoint& ep, std::chrono::steady_clock::time_point dead
   int rc = getaddrinfo(ep.host.c_str(), port.c_str(), &hints, &res);
   GW_CHECK_ARG(rc == 0 && res, "cannot parse address ", ep.to_string(), ": ", gai_strerror(rc));
   std::unique_ptr<addrinfo, void (*)(addrinfo*)> guard(res, freeaddrinfo);
+  Socket s(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  s.set_nonblocking(true);
+  int r = ::connect(s.fd(), res->ai_addr, res->ai_addrlen);
+  if (r != 0 && errno == EINPROGRESS) {
+    pollfd p{s.fd(), POLLOUT, 0};
+    int pr = ::poll(&p, 1, std::max(1, std::min(ms_until(deadline), 2000)));
+    if (pr == 1) {
+      int err = 0;
+      socklen_t elen = sizeof(err);
+      getsockopt(s.fd(), SOL_SOCKET, SO_ERROR, &err, &elen);
+      r = err == 0 ? 0 : -1;
+      errno = err;
+    } else {
+      r = -1;
+      errno = ETIMEDOUT;
+    }
+  }
+  if (r != 0) {
+    *error = strerror(errno);
+    return Socket();
+  }
+  s.set_nonblocking(false);
+  s.set_nodelay();
+  return s;
+}
+
+Socket connect_to(const Endpoint& ep, std::chrono::steady_clock::time_point deadline) {
   std::string last_error;
   auto delay = std::chrono::milliseconds(10);
   while (true) {
-    Socket s(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    s.set_nonblocking(true);
-    int r = ::connect(s.fd(), res->ai_addr, res->ai_addrlen);
-    if (r != 0 && errno == EINPROGRESS) {
-      pollfd p{s.fd(), POLLOUT, 0};
-      int pr = ::poll(&p, 1, std::max(1, std::min(ms_until(deadline), 2000)));
-      if (pr == 1) {
-        int err = 0;
-        socklen_t elen = sizeof(err);
-        getsockopt(s.fd(), SOL_SOCKET, SO_ERROR, &err, &elen);
-        r = err == 0 ? 0 : -1;
-        errno = err;
-      } else {
-        r = -1;
-        errno = ETIMEDOUT;
-      }
-    }
-    if (r == 0) {
-      s.set_nonblocking(false);
-      s.set_nodelay();
-      return s;
-    }
-    last_error = strerror(errno);
+    Socket s = try_connect(ep, deadline, &last_error);
+    if (s.valid()) return s;
     if (std::chrono::steady_clock::now() + delay >= deadline) break;
     std::this_thread::sleep_for(delay);
     delay = std::min(delay * 2, std::chrono::milliseconds(500));

@@ -38,6 +38,10 @@ struct Endpoint {
 
 // A listening socket bound to `host` on `port` (0: an ephemeral port).
 Socket listen_on(const std::string& host, Endpoint* bound, int port = 0);
+// One connection attempt, bounded by the deadline and 2 s: an invalid socket, with the reason in
+// *error, when the peer refused or did not answer.
+Socket try_connect(const Endpoint& ep, std::chrono::steady_clock::time_point deadline,
+                   std::string* error);
 // Connects within the deadline, retrying while the listener is not up yet.
 Socket connect_to(const Endpoint& ep, std::chrono::steady_clock::time_point deadline);
 // Accepts one connection, or returns an invalid socket when the deadline passes.
