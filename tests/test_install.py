@@ -55,14 +55,26 @@ def declared_pythons() -> tuple:
 OLDEST, NEWEST = declared_pythons()
 
 
+def cmake_binary() -> Optional[str]:
+    """The CMake binary of the `cmake` package in this environment (make setup builds with it),
+    or None. Not the bin/cmake entry point: that is a Python script, which cannot import its
+    package under pip's build isolation."""
+    try:
+        import cmake
+    except ImportError:
+        return None
+    exe = Path(cmake.CMAKE_BIN_DIR) / "cmake"
+    return str(exe) if exe.exists() else None
+
+
 def build_env(**extra: str) -> Dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PIP_REQUIRE"))}
     env.pop("GRADWIRE_TORCH_ADAPTER", None)
     if shutil.which("ccache"):
         env["CMAKE_CXX_COMPILER_LAUNCHER"] = "ccache"
-    cmake = Path(sys.executable).with_name("cmake")
-    if cmake.exists():
-        env["CMAKE_EXECUTABLE"] = str(cmake)
+    cmake = cmake_binary()
+    if cmake:
+        env["CMAKE_EXECUTABLE"] = cmake
     env.update(extra)
     return env
 
