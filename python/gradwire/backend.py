@@ -63,10 +63,11 @@ def _scatter_flat(flat: torch.Tensor, tensors: Sequence[torch.Tensor]) -> None:
 class ProcessGroupGradwire(dist.ProcessGroup):
     """A torch.distributed process group backed by gradwire.
 
-    Created by ``dist.init_process_group("gradwire")`` or ``dist.new_group(..., backend="gradwire")``
-    once ``import gradwire`` has registered the backend::
+    Created by ``dist.init_process_group("gradwire")`` or ``dist.new_group(..., backend="gradwire")``;
+    ``import torch`` registers the backend (torch's backend autoload), or ``import gradwire`` does
+    when that autoload is off (``TORCH_DEVICE_BACKEND_AUTOLOAD=0``)::
 
-        import gradwire, torch.distributed as dist
+        import torch, torch.distributed as dist
         dist.init_process_group("gradwire")
         dist.all_reduce(torch.ones(4))
     """
