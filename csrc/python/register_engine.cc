@@ -27,6 +27,15 @@ void* ptr(py::handle buf) {
   return p;
 }
 
+// Python 3.13 made the check public (and removed the underscored name).
+bool interpreter_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing();
+#else
+  return _Py_IsFinalizing();
+#endif
+}
+
 }  // namespace
 
 // Runs `fn(exception_or_None)` with the GIL on the thread that completes the op. The Python
@@ -34,12 +43,12 @@ void* ptr(py::handle buf) {
 Work::Callback wrap_callback(py::object fn) {
   if (fn.is_none()) return nullptr;
   std::shared_ptr<py::object> holder(new py::object(std::move(fn)), [](py::object* o) {
-    if (!Py_IsInitialized() || _Py_IsFinalizing()) return;  // leak rather than crash at exit
+    if (!Py_IsInitialized() || interpreter_finalizing()) return;  // leak rather than crash at exit
     py::gil_scoped_acquire gil;
     delete o;
   });
   return [holder](Work& w) {
-    if (!Py_IsInitialized() || _Py_IsFinalizing()) return;
+    if (!Py_IsInitialized() || interpreter_finalizing()) return;
     py::gil_scoped_acquire gil;
     try {
       std::exception_ptr err = w.error();
