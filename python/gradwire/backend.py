@@ -549,25 +549,19 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         )
 
     def recv(self, tensors, src, tag=0):
-        t = self._one(tensors, "recv")
         self._check_peer(src, "recv source")
+        return self._recv(tensors, src, tag)
+
+    def recv_anysource(self, tensors, tag=0):
+        """Receive the first message with `tag` from any rank; ``work._source_rank()`` names it."""
+        return self._recv(tensors, -1, tag)  # the engine refuses any source in a 1-rank group
+
+    def _recv(self, tensors, src: int, tag: int):
+        t = self._one(tensors, "recv")
         dt = dtype_code(t, self.rank, "recv tensor")
         s = stage(t, writable=True)
         return self._submit(
             lambda done, il: self._comm.recv(s.ptr, s.count, dt, src, tag, done, il),
-            [t],
-            [s.finish],
-        )
-
-    def recv_anysource(self, tensors, tag=0):
-        """Receive the first message with `tag` from any rank; ``work._source_rank()`` names it."""
-        t = self._one(tensors, "recv")
-        if self.size() < 2:
-            raise self._err("recv from any source needs a group with another rank")
-        dt = dtype_code(t, self.rank, "recv tensor")
-        s = stage(t, writable=True)
-        return self._submit(
-            lambda done, il: self._comm.recv(s.ptr, s.count, dt, -1, tag, done, il),
             [t],
             [s.finish],
         )
