@@ -81,4 +81,5 @@ def test_cli(args, code):
     )
     assert p.returncode == code, p.stderr
     if args == ["info"]:
-        assert "gradwire" in p.stdout and "typed futures" in p.stdout
+        # the development install builds the torch adapter against the torch it runs with
+        assert p.stdout.startswith("gradwire ") and "torch adapter: present" in p.stdout, p.stdout
