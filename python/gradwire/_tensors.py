@@ -92,7 +92,9 @@ class Staged:
 def stage(t: torch.Tensor, writable: bool) -> Staged:
     """Prepare `t` for the engine; `writable` means the op writes results into it."""
     if t.is_sparse:
-        raise InvalidArgumentError("gradwire does not support sparse tensors")
+        raise InvalidArgumentError(
+            "gradwire takes sparse tensors only in all_reduce (ReduceOp.SUM); this op needs dense ones"
+        )
     if t.device.type == "cpu" and t.is_contiguous():
         return Staged(t, t, False)
     buf = t.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)

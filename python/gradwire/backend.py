@@ -17,7 +17,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 import torch.distributed as dist
 
-from gradwire import _C, _compressed, _registry
+from gradwire import _C, _compressed, _registry, _sparse
 from gradwire import _futures as futures
 from gradwire import compression as _compression
 from gradwire._tensors import check_same, dtype_code, reduce_code, stage
@@ -186,6 +186,8 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         if len(tensors) != 1:
             return self._allreduce_flat(tensors, op, opts)
         t = tensors[0]
+        if t.is_sparse:
+            return _sparse.allreduce(self, t, op, opts)
         dt, rc = dtype_code(t, self.rank, "allreduce tensor"), reduce_code(op, self.rank)
         codec, key = _compression.codec_for(self, "allreduce", t, op)
         if codec is not None:
@@ -208,6 +210,8 @@ class ProcessGroupGradwire(dist.ProcessGroup):
         for i, t in enumerate(tensors):
             if t.dtype != tensors[0].dtype:
                 raise self._err(f"coalesced tensors must share a dtype: [{i}] is {t.dtype}")
+            if t.is_sparse:
+                raise self._err(f"allreduce_coalesced takes dense tensors; [{i}] is sparse")
         dt = dtype_code(tensors[0], self.rank, "allreduce tensor")
         rc = reduce_code(op, self.rank)
         flat = _flat_cpu(tensors)
