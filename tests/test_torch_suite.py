@@ -33,14 +33,9 @@ runner = _load("run")
 RECORDED = Path(__file__).parent.parent / "bench" / "results" / "torch-suite" / "results.json"
 WORLD_SIZE = 2
 
-# Tests gloo passes that this check leaves out for now, with why (docs/torch-suite.md lists them
-# with the not-applicable ones).
-LEFT_OUT = {
-    "test_sparse_all_reduce_sum": "gradwire has no sparse all_reduce",
-    "test_barrier_timeout_full_group": (
-        "gradwire's timeout message does not match the suite's ' (Timed out|closed|timeout) '"
-    ),
-}
+# Tests gloo passes that this check would leave out, with why (none today; docs/torch-suite.md
+# lists the not-applicable ones).
+LEFT_OUT: dict[str, str] = {}
 
 pytestmark = pytest.mark.slow
 
