@@ -37,6 +37,7 @@ struct NumpyArrayHead {
   int flags;
 };
 constexpr int kNpyCContiguous = 0x0001;  // NPY_ARRAY_C_CONTIGUOUS
+constexpr int kNpyWriteable = 0x0400;    // NPY_ARRAY_WRITEABLE
 
 struct SyncAllreduce {
   std::shared_ptr<Communicator> comm;
@@ -77,7 +78,10 @@ PyObject* sync_allreduce(PyObject* self, PyObject* const* args, Py_ssize_t nargs
   PyObject* descr;
   if (f->direct) {
     auto* h = reinterpret_cast<const NumpyArrayHead*>(a);
-    if (!(h->flags & kNpyCContiguous)) return not_accepted();  // the general path says why
+    // Not C contiguous or read-only: the general path says why.
+    if ((h->flags & (kNpyCContiguous | kNpyWriteable)) != (kNpyCContiguous | kNpyWriteable)) {
+      return not_accepted();
+    }
     descr = h->descr;
     buf = h->data;
     count = 1;
@@ -87,8 +91,8 @@ PyObject* sync_allreduce(PyObject* self, PyObject* const* args, Py_ssize_t nargs
     if (descr == nullptr) return nullptr;
     Py_DECREF(descr);  // the array holds it; only the identity is needed
     Py_buffer view;
-    if (PyObject_GetBuffer(a, &view, PyBUF_C_CONTIGUOUS) != 0) {
-      PyErr_Clear();  // not C contiguous: the general path says so
+    if (PyObject_GetBuffer(a, &view, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) != 0) {
+      PyErr_Clear();  // not C contiguous or read-only: the general path says so
       return not_accepted();
     }
     buf = view.buf;

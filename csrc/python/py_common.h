@@ -5,6 +5,7 @@
 
 #include <exception>
 #include <memory>
+#include <vector>
 
 #include "gradwire/compress/error_feedback.h"
 #include "gradwire/engine/communicator.h"
@@ -23,17 +24,20 @@ void register_compress(py::module_& m);
 void register_ps(py::module_& m);
 
 // Runs `fn(exception_or_None)` with the GIL on the thread that completes the op (None: no
-// callback).
-Work::Callback wrap_callback(py::object fn);
+// callback). `owners` (the buffers' Python objects) stay referenced until the op has completed
+// and its callback is gone; they are released under the GIL.
+Work::Callback wrap_callback(py::object fn, std::vector<py::object> owners = {});
 
 // Submits an op built by f(callback) with the GIL released and returns its Work. A call with
 // no callback whose caller waits right away (`wait`: the inline_ok hint) waits here too and
 // returns None, raising the op's error: one Python call per synchronous op instead of three
-// (submit, Work object, wait).
+// (submit, Work object, wait). `owners` as in wrap_callback.
 template <typename F>
-py::object submit_op(py::object cb, bool wait, F&& f) {
+py::object submit_op(py::object cb, bool wait, F&& f, std::vector<py::object> owners = {}) {
   bool no_callback = cb.is_none();
-  Work::Callback c = wrap_callback(std::move(cb));
+  // A caller that waits here holds its buffers for the whole op already.
+  if (wait && no_callback) owners.clear();
+  Work::Callback c = wrap_callback(std::move(cb), std::move(owners));
   bool waited = false;
   std::shared_ptr<Work> work;
   {

@@ -1,6 +1,7 @@
-// Binds Communicator and Work. A buffer arrives as a raw address (torch tensors: data_ptr()) or as
-// any object with the buffer protocol (numpy arrays); the Python layer validated it and keeps its
-// owner alive until the Work completes. Every call that may block releases the GIL.
+// Binds Communicator and Work. A buffer arrives as a raw address (torch tensors: data_ptr(); the
+// backend keeps them alive) or as any object with the buffer protocol (numpy arrays), which is
+// checked here and referenced until the Work completes (op_buffer). Every call that may block
+// releases the GIL.
 #include <pybind11/stl.h>
 
 #include "gradwire/common/dtype.h"
@@ -14,17 +15,54 @@ std::unique_ptr<Store> make_py_store(py::object store);
 
 namespace {
 
-// Address of an int or of a contiguous buffer; needs the GIL, so callers take it before
-// submit_op(). Reading the address here costs ~0.1 us; numpy's `a.ctypes.data` costs ~2.5 us (it
-// imports ctypes and builds an object on every call).
-void* ptr(py::handle buf) {
-  if (PyLong_Check(buf.ptr())) return reinterpret_cast<void*>(buf.cast<uintptr_t>());
+// A buffer an op reads or writes. An int is an address whose memory the caller keeps valid
+// until the op completes (the torch backend holds its tensors). Any other object goes through
+// the buffer protocol: it must be contiguous, writable when the op writes into it, and hold at
+// least `count` elements of `dt`; the op then references it until it completes (OpBuffer::owner,
+// passed to submit_op). None stands for "no buffer" where an op needs none (count 0).
+// Reading the address here costs ~0.1 us; numpy's `a.ctypes.data` costs ~2.5 us (it imports
+// ctypes and builds an object on every call).
+struct OpBuffer {
+  void* addr = nullptr;
+  py::object owner;  // the object whose memory the op uses; unset for an address or None
+};
+
+OpBuffer op_buffer(const Communicator& c, py::handle obj, size_t count, DType dt, bool writes,
+                   const char* what) {
+  if (PyLong_Check(obj.ptr())) return {reinterpret_cast<void*>(obj.cast<uintptr_t>()), {}};
+  size_t need = count * dtype_size(dt);
+  if (obj.is_none() && need == 0) return {};
   Py_buffer view;
-  if (PyObject_GetBuffer(buf.ptr(), &view, PyBUF_ANY_CONTIGUOUS) != 0)
-    throw py::error_already_set();
-  void* p = view.buf;
+  if (PyObject_GetBuffer(obj.ptr(), &view, PyBUF_ANY_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    GW_THROW(InvalidArgument, "rank ", c.rank(), ": the ", what, " (",
+             std::string(py::str(py::type::of(obj).attr("__name__"))),
+             ") is not a contiguous buffer");
+  }
+  void* addr = view.buf;
+  size_t len = size_t(view.len);
+  bool readonly = view.readonly != 0;
   PyBuffer_Release(&view);
-  return p;
+  GW_CHECK_ARG(!(writes && readonly), "rank ", c.rank(), ": the ", what,
+               " is read-only, but the op writes its result into it");
+  GW_CHECK_ARG(len >= need, "rank ", c.rank(), ": the ", what, " holds ", len,
+               " bytes, but the op needs ", need, " (", count, " x ", dtype_name(dt), ")");
+  return {addr, py::reinterpret_borrow<py::object>(obj)};
+}
+
+// The owners to keep until completion.
+std::vector<py::object> owners(std::initializer_list<const OpBuffer*> bufs) {
+  std::vector<py::object> out;
+  for (const OpBuffer* b : bufs) {
+    if (b->owner) out.push_back(b->owner);
+  }
+  return out;
+}
+
+size_t total(const std::vector<size_t>& counts) {
+  size_t n = 0;
+  for (size_t c : counts) n += c;
+  return n;
 }
 
 // Python 3.13 made the check public (and removed the underscored name).
@@ -40,19 +78,24 @@ bool interpreter_finalizing() {
 
 // Runs `fn(exception_or_None)` with the GIL on the thread that completes the op. The Python
 // function object is released under the GIL too, unless the interpreter is already going away.
-Work::Callback wrap_callback(py::object fn) {
-  if (fn.is_none()) return nullptr;
-  std::shared_ptr<py::object> holder(new py::object(std::move(fn)), [](py::object* o) {
+Work::Callback wrap_callback(py::object fn, std::vector<py::object> owners) {
+  if (fn.is_none() && owners.empty()) return nullptr;
+  struct Held {
+    py::object fn;
+    std::vector<py::object> owners;
+  };
+  std::shared_ptr<Held> held(new Held{std::move(fn), std::move(owners)}, [](Held* h) {
     if (!Py_IsInitialized() || interpreter_finalizing()) return;  // leak rather than crash at exit
     py::gil_scoped_acquire gil;
-    delete o;
+    delete h;
   });
-  return [holder](Work& w) {
+  return [held](Work& w) {
+    if (held->fn.is_none()) return;  // only keeps the buffers alive
     if (!Py_IsInitialized() || interpreter_finalizing()) return;
     py::gil_scoped_acquire gil;
     try {
       std::exception_ptr err = w.error();
-      (*holder)(err ? to_py_exception(err) : py::object(py::none()));
+      held->fn(err ? to_py_exception(err) : py::object(py::none()));
     } catch (py::error_already_set& e) {
       GW_LOG(kError, "completion callback of ", w.description(), " raised: ", e.what());
     }
@@ -84,7 +127,17 @@ void register_engine(py::module_& m) {
             opts.route_hint = route_hint;
             opts.listen_host = listen_host;
             py::gil_scoped_release nogil;
-            return std::make_shared<C>(*s, rank, size, opts);
+            // Destroying a communicator joins its executor, which may need the GIL for the
+            // callbacks of ops still queued: the last reference, when Python drops it, is
+            // dropped without the GIL.
+            return std::shared_ptr<C>(new C(*s, rank, size, opts), [](C* c) {
+              if (Py_IsInitialized() && !interpreter_finalizing() && PyGILState_Check()) {
+                py::gil_scoped_release nogil;
+                delete c;
+              } else {
+                delete c;
+              }
+            });
           }),
           py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("name") = "default",
           py::arg("timeout") = 1800.0, py::arg("route_hint") = "", py::arg("listen_host") = "")
@@ -99,73 +152,102 @@ void register_engine(py::module_& m) {
       .def("executing_here", &C::executing_here)
       .def("allreduce",
            [](C& c, py::handle buf, size_t n, int dt, int op, py::object cb, bool inline_ok) {
-             void* buf_addr = ptr(buf);
-             return submit_op(cb, inline_ok, [&](Work::Callback k) {
-               return c.allreduce(buf_addr, n, dtype_from_int(dt), reduce_op_from_int(op), k,
-                                  inline_ok);
-             });
+             DType t = dtype_from_int(dt);
+             OpBuffer b = op_buffer(c, buf, n, t, true, "allreduce buffer");
+             return submit_op(
+                 cb, inline_ok,
+                 [&](Work::Callback k) {
+                   return c.allreduce(b.addr, n, t, reduce_op_from_int(op), k, inline_ok);
+                 },
+                 owners({&b}));
            })
       .def("broadcast",
            [](C& c, py::handle buf, size_t n, int dt, int root, py::object cb, bool inline_ok) {
-             void* buf_addr = ptr(buf);
-             return submit_op(cb, inline_ok, [&](Work::Callback k) {
-               return c.broadcast(buf_addr, n, dtype_from_int(dt), root, k, inline_ok);
-             });
+             DType t = dtype_from_int(dt);
+             OpBuffer b = op_buffer(c, buf, n, t, c.rank() != root, "broadcast buffer");
+             return submit_op(
+                 cb, inline_ok,
+                 [&](Work::Callback k) { return c.broadcast(b.addr, n, t, root, k, inline_ok); },
+                 owners({&b}));
            })
       .def("reduce",
            [](C& c, py::handle buf, size_t n, int dt, int op, int root, py::object cb,
               bool inline_ok) {
-             void* buf_addr = ptr(buf);
-             return submit_op(cb, inline_ok, [&](Work::Callback k) {
-               return c.reduce(buf_addr, n, dtype_from_int(dt), reduce_op_from_int(op), root, k,
-                               inline_ok);
-             });
+             DType t = dtype_from_int(dt);
+             // Every rank's buffer may hold partial results on their way to the root.
+             OpBuffer b = op_buffer(c, buf, n, t, true, "reduce buffer");
+             return submit_op(
+                 cb, inline_ok,
+                 [&](Work::Callback k) {
+                   return c.reduce(b.addr, n, t, reduce_op_from_int(op), root, k, inline_ok);
+                 },
+                 owners({&b}));
            })
       .def(
           "allgather",
           [](C& c, py::handle in, py::handle out, size_t n, int dt, py::object cb, bool inline_ok) {
-            void* in_addr = ptr(in);
-            void* out_addr = ptr(out);
-            return submit_op(cb, inline_ok, [&](Work::Callback k) {
-              return c.allgather(in_addr, out_addr, n, dtype_from_int(dt), k, inline_ok);
-            });
+            DType t = dtype_from_int(dt);
+            OpBuffer i = op_buffer(c, in, n, t, false, "allgather input");
+            OpBuffer o = op_buffer(c, out, n * size_t(c.size()), t, true, "allgather output");
+            return submit_op(
+                cb, inline_ok,
+                [&](Work::Callback k) { return c.allgather(i.addr, o.addr, n, t, k, inline_ok); },
+                owners({&i, &o}));
           })
       .def("reduce_scatter",
            [](C& c, py::handle in, py::handle out, size_t n, int dt, int op, py::object cb,
               bool inline_ok) {
-             void* in_addr = ptr(in);
-             void* out_addr = ptr(out);
-             return submit_op(cb, inline_ok, [&](Work::Callback k) {
-               return c.reduce_scatter(in_addr, out_addr, n, dtype_from_int(dt),
-                                       reduce_op_from_int(op), k, inline_ok);
-             });
+             DType t = dtype_from_int(dt);
+             OpBuffer i = op_buffer(c, in, n * size_t(c.size()), t, false, "reduce_scatter input");
+             OpBuffer o = op_buffer(c, out, n, t, true, "reduce_scatter output");
+             return submit_op(
+                 cb, inline_ok,
+                 [&](Work::Callback k) {
+                   return c.reduce_scatter(i.addr, o.addr, n, t, reduce_op_from_int(op), k,
+                                           inline_ok);
+                 },
+                 owners({&i, &o}));
            })
       .def("alltoall",
            [](C& c, py::handle in, py::handle out, std::vector<size_t> sc, std::vector<size_t> rc,
               int dt, py::object cb, bool inline_ok) {
-             void* in_addr = ptr(in);
-             void* out_addr = ptr(out);
-             return submit_op(cb, inline_ok, [&](Work::Callback k) {
-               return c.alltoall(in_addr, out_addr, sc, rc, dtype_from_int(dt), k, inline_ok);
-             });
+             DType t = dtype_from_int(dt);
+             OpBuffer i = op_buffer(c, in, total(sc), t, false, "alltoall input");
+             OpBuffer o = op_buffer(c, out, total(rc), t, true, "alltoall output");
+             return submit_op(
+                 cb, inline_ok,
+                 [&](Work::Callback k) {
+                   return c.alltoall(i.addr, o.addr, sc, rc, t, k, inline_ok);
+                 },
+                 owners({&i, &o}));
            })
       .def("gather",
            [](C& c, py::handle in, py::handle out, size_t n, int dt, int root, py::object cb,
               bool inline_ok) {
-             void* in_addr = ptr(in);
-             void* out_addr = ptr(out);
-             return submit_op(cb, inline_ok, [&](Work::Callback k) {
-               return c.gather(in_addr, out_addr, n, dtype_from_int(dt), root, k, inline_ok);
-             });
+             DType t = dtype_from_int(dt);
+             size_t out_n = c.rank() == root ? n * size_t(c.size()) : 0;
+             OpBuffer i = op_buffer(c, in, n, t, false, "gather input");
+             OpBuffer o = op_buffer(c, out, out_n, t, true, "gather output");
+             return submit_op(
+                 cb, inline_ok,
+                 [&](Work::Callback k) {
+                   return c.gather(i.addr, o.addr, n, t, root, k, inline_ok);
+                 },
+                 owners({&i, &o}));
            })
       .def("scatter",
            [](C& c, py::handle in, py::handle out, size_t n, int dt, int root, py::object cb,
               bool inline_ok) {
-             void* in_addr = ptr(in);
-             void* out_addr = ptr(out);
-             return submit_op(cb, inline_ok, [&](Work::Callback k) {
-               return c.scatter(in_addr, out_addr, n, dtype_from_int(dt), root, k, inline_ok);
-             });
+             DType t = dtype_from_int(dt);
+             size_t in_n = c.rank() == root ? n * size_t(c.size()) : 0;
+             OpBuffer i = op_buffer(c, in, in_n, t, false, "scatter input");
+             OpBuffer o = op_buffer(c, out, n, t, true, "scatter output");
+             return submit_op(
+                 cb, inline_ok,
+                 [&](Work::Callback k) {
+                   return c.scatter(i.addr, o.addr, n, t, root, k, inline_ok);
+                 },
+                 owners({&i, &o}));
            })
       .def("barrier",
            [](C& c, py::object cb, bool inline_ok) {
@@ -175,18 +257,22 @@ void register_engine(py::module_& m) {
       .def("send",
            [](C& c, py::handle buf, size_t n, int dt, int peer, uint32_t tag, py::object cb,
               bool inline_ok) {
-             void* buf_addr = ptr(buf);
-             return submit_op(cb, inline_ok, [&](Work::Callback k) {
-               return c.send(buf_addr, n, dtype_from_int(dt), peer, tag, k, inline_ok);
-             });
+             DType t = dtype_from_int(dt);
+             OpBuffer b = op_buffer(c, buf, n, t, false, "send buffer");
+             return submit_op(
+                 cb, inline_ok,
+                 [&](Work::Callback k) { return c.send(b.addr, n, t, peer, tag, k, inline_ok); },
+                 owners({&b}));
            })
       .def("recv",
            [](C& c, py::handle buf, size_t n, int dt, int peer, uint32_t tag, py::object cb,
               bool inline_ok) {
-             void* buf_addr = ptr(buf);
-             return submit_op(cb, inline_ok, [&](Work::Callback k) {
-               return c.recv(buf_addr, n, dtype_from_int(dt), peer, tag, k, inline_ok);
-             });
+             DType t = dtype_from_int(dt);
+             OpBuffer b = op_buffer(c, buf, n, t, true, "recv buffer");
+             return submit_op(
+                 cb, inline_ok,
+                 [&](Work::Callback k) { return c.recv(b.addr, n, t, peer, tag, k, inline_ok); },
+                 owners({&b}));
            })
       .def("shutdown", &C::shutdown, py::call_guard<py::gil_scoped_release>())
       .def("abort", &C::abort, py::call_guard<py::gil_scoped_release>())

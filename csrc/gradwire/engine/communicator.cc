@@ -94,26 +94,38 @@ Communicator::Communicator(Store& store, int rank, int size, const CommOptions& 
 
 Communicator::~Communicator() {
   try {
-    shutdown();
+    stop(/*destroying=*/true);
   } catch (const std::exception& e) {
     GW_LOG(kError, "shutdown of communicator '", opts_.name, "' failed: ", e.what());
   }
 }
 
-void Communicator::shutdown() {
+namespace {
+// Set by a communicator destroyed on its own executor thread, which then must not touch it.
+thread_local const Communicator* destroyed_on_this_thread = nullptr;
+}  // namespace
+
+void Communicator::shutdown() { stop(/*destroying=*/false); }
+
+void Communicator::stop(bool destroying) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_ && !executor_.joinable()) return;
     stopping_ = true;
   }
   cv_.notify_all();
-  if (executor_.joinable()) {
-    if (on_executor_thread()) {
-      executor_.detach();  // the last reference dropped inside a completion callback
-    } else {
-      executor_.join();
-    }
+  if (!executor_.joinable()) return;
+  if (!on_executor_thread()) {
+    executor_.join();  // the executor drains the queue, then returns
+    return;
   }
+  // On the executor thread: from a completion callback (shutdown()), the executor loop drains
+  // the queue and returns by itself. From the destructor, run() has just dropped the last
+  // reference at the end of a turn, holding no lock: drain here, then let run() return.
+  if (!destroying) return;
+  while (wait_for_work()) executor_turn();
+  executor_.detach();
+  destroyed_on_this_thread = this;
 }
 
 void Communicator::abort(const std::string& reason) { transport_->request_abort(reason); }
@@ -154,8 +166,10 @@ void Communicator::dispatch(Op op, bool inline_ok) {
   GW_CHECK_ARG(!stopping_, "communicator '", opts_.name, "' on rank ", rank_,
                " has been shut down; create a new process group");
   if (inline_ok && queue_.empty() && exec_mu_.try_lock()) {
-    // Nothing queued and nothing executing: run it on this thread (see the header).
+    // Nothing queued and nothing executing: run it on this thread (see the header). `keep`
+    // outlives the execution lock: a callback may drop the last outside reference.
     lock.unlock();
+    std::shared_ptr<Communicator> keep = weak_from_this().lock();
     std::lock_guard<std::mutex> exec(exec_mu_, std::adopt_lock);
     executing_.store(std::this_thread::get_id());
     ops_inline_.fetch_add(1, std::memory_order_relaxed);
@@ -173,46 +187,59 @@ void Communicator::dispatch(Op op, bool inline_ok) {
 }
 
 void Communicator::run() {
-  while (true) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || p2p_active_; });
-      // Stopping: every queued op has run and every send/receive in flight has ended.
-      if (queue_.empty() && !p2p_active_) return;
+  while (wait_for_work()) {
+    // A callback of this turn may drop the last outside reference: holding one here moves the
+    // destructor to the end of the turn (see the top of communicator.h).
+    std::shared_ptr<Communicator> keep = weak_from_this().lock();
+    executor_turn();
+    keep.reset();
+    if (destroyed_on_this_thread == this) {  // compares the address only: the object is gone
+      destroyed_on_this_thread = nullptr;
+      return;
     }
-    // Take the execution lock before the op: a caller on the fast path holds it while it runs
-    // an op, and ops only leave the queue under it, so queue order is execution order.
-    std::lock_guard<std::mutex> exec(exec_mu_);
-    Op op;
-    bool have_op = false, stopping = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping = stopping_;
-      if (!queue_.empty()) {
-        op = std::move(queue_.front());
-        queue_.pop_front();
-        have_op = true;
-      }
-    }
-    executing_.store(std::this_thread::get_id());
-    if (have_op) {
-      execute(op);
-    } else if (stopping && !p2p_.empty() && p2p_.only_receives()) {
-      // Shut down with receives nobody will send to: fail them now rather than at their
-      // deadline. Aborting the transport also drops the buffers it held for them.
-      std::string msg = str("rank ", rank_, " of group '", opts_.name, "' was shut down with ",
-                            p2p_.size(), " receive(s) still waiting for their message");
-      transport_->abort(msg);
-      ops_failed_.fetch_add(p2p_.size());
-      p2p_.fail_all(std::make_exception_ptr(PeerError(msg)));
-      reap_p2p();
-    } else if (!p2p_.empty()) {
-      // Sends/receives in flight: move their bytes, waking at least every millisecond to pick
-      // up newly queued ops. At shutdown, sends still go out (until their deadline).
-      progress_p2p(1);
-    }
-    executing_.store(std::thread::id());
   }
+}
+
+bool Communicator::wait_for_work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || p2p_active_; });
+  // Stopping: every queued op has run and every send/receive in flight has ended.
+  return !queue_.empty() || p2p_active_;
+}
+
+void Communicator::executor_turn() {
+  // Take the execution lock before the op: a caller on the fast path holds it while it runs
+  // an op, and ops only leave the queue under it, so queue order is execution order.
+  std::lock_guard<std::mutex> exec(exec_mu_);
+  Op op;
+  bool have_op = false, stopping = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping = stopping_;
+    if (!queue_.empty()) {
+      op = std::move(queue_.front());
+      queue_.pop_front();
+      have_op = true;
+    }
+  }
+  executing_.store(std::this_thread::get_id());
+  if (have_op) {
+    execute(op);
+  } else if (stopping && !p2p_.empty() && p2p_.only_receives()) {
+    // Shut down with receives nobody will send to: fail them now rather than at their
+    // deadline. Aborting the transport also drops the buffers it held for them.
+    std::string msg = str("rank ", rank_, " of group '", opts_.name, "' was shut down with ",
+                          p2p_.size(), " receive(s) still waiting for their message");
+    transport_->abort(msg);
+    ops_failed_.fetch_add(p2p_.size());
+    p2p_.fail_all(std::make_exception_ptr(PeerError(msg)));
+    reap_p2p();
+  } else if (!p2p_.empty()) {
+    // Sends/receives in flight: move their bytes, waking at least every millisecond to pick
+    // up newly queued ops. At shutdown, sends still go out (until their deadline).
+    progress_p2p(1);
+  }
+  executing_.store(std::thread::id());
 }
 
 template <typename F>
@@ -313,6 +340,7 @@ bool Communicator::run_here(const OpFingerprint& fp, F& body, std::exception_ptr
                " has been shut down; create a new process group");
   if (!queue_.empty() || !exec_mu_.try_lock()) return false;
   lock.unlock();
+  std::shared_ptr<Communicator> keep = weak_from_this().lock();  // as in dispatch()
   std::lock_guard<std::mutex> exec(exec_mu_, std::adopt_lock);
   executing_.store(std::this_thread::get_id());
   ops_inline_.fetch_add(1, std::memory_order_relaxed);

@@ -15,6 +15,11 @@
 //    no callback; the error is thrown to the caller. Behind queued ops they queue and wait like
 //    any other op.
 //  * The transport is touched only by the executing thread.
+//  * Lifetime: a completion callback may drop the last reference to the communicator. Whoever
+//    executes ops holds a reference of its own meanwhile (when the communicator is owned by a
+//    shared_ptr), so the destructor runs only after the last use of a member. On the executor
+//    thread it then runs at the end of a turn: it executes what is still queued, detaches the
+//    thread, and the thread leaves run() without touching the object again.
 #pragma once
 
 #include <atomic>
@@ -59,7 +64,7 @@ struct CommStats {
   uint64_t compressed_wire_bytes = 0;
 };
 
-class Communicator {
+class Communicator : public std::enable_shared_from_this<Communicator> {
  public:
   using Body = std::function<void(const OpContext&)>;
 
@@ -162,6 +167,12 @@ class Communicator {
   template <typename F>
   bool run_here(const OpFingerprint& fp, F& body, std::exception_ptr* err);
   void run();
+  // The executor's two halves: wait until there is work (false: stopped, nothing left), and
+  // one turn of work (an op, or 1 ms of driving sends/receives in flight).
+  bool wait_for_work();
+  void executor_turn();
+  // Stops the executor after the queue has drained; `destroying`: called by the destructor.
+  void stop(bool destroying);
   void check_rank(int r, const char* what) const;
   void check_reduce(DType dtype, ReduceOp op) const;
   using CompressedBody = std::function<void(const OpContext&, const CompressedCall&)>;
