@@ -94,6 +94,46 @@ def test_unauthenticated_connection_is_refused_and_the_job_continues():
     assert results[0] == results[1] == [3.0] * 10
 
 
+def _idle_connections_then_join(rank, size, port):
+    """Before joining, ranks 1 and 2 leave connections open on the listeners of the ranks they
+    will dial that never speak (or stop halfway through AUTH), as port scanners and health
+    checks do. The set-up must not wait for them."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    store = dist.TCPStore("127.0.0.1", port, size, rank == 0, timeout=timedelta(seconds=30))
+    idle = []
+    if rank > 0:
+        nonce = store.get("gradwire/rendezvous").decode()
+        host, _, p = store.get(f"gradwire/{nonce}/addr/{rank - 1}").decode().rpartition(":")
+        for i in range(20):
+            s = socket.create_connection((host, int(p)))
+            if i % 5 == 0:
+                s.recv(32)  # HELLO
+                s.sendall(b"GWHS" + bytes(20))  # the start of an AUTH, never finished
+            idle.append(s)
+    start = time.monotonic()
+    comm = _C.Communicator(store, rank, size, "idle-knockers", 30.0, "127.0.0.1", "")
+    setup = time.monotonic() - start
+    a = np.full(10, rank + 1.0, dtype=np.float32)
+    comm.allreduce(a.ctypes.data, a.size, 0, 0, None, False).wait()
+    comm.shutdown()
+    for s in idle:
+        s.close()
+    return a.tolist(), setup
+
+
+def test_idle_connections_do_not_hold_up_the_set_up():
+    from world import free_port
+
+    results = run_world(_idle_connections_then_join, 3, free_port(), timeout=90)
+    for values, setup in results:
+        assert values == [6.0] * 10
+        # before: the listener gave the first idle connection the whole 30 s set-up deadline
+        assert setup < 8.0, setup
+
+
 def _wrong_token(rank, size):
     import os
 
@@ -113,4 +153,5 @@ def test_peers_with_different_tokens_refuse_each_other():
     for text, elapsed in results:
         assert text != "joined"
         assert elapsed < 20
-    assert "GRADWIRE_AUTH_TOKEN" in results[1][0], results[1][0]
+    # rank 0 answers the refusal, so rank 1 knows why
+    assert "our secrets differ" in results[1][0] and "GRADWIRE_AUTH_TOKEN" in results[1][0]

@@ -68,6 +68,8 @@ Config Config::from_env() {
   GW_CHECK_ARG(c.max_frame_bytes >= 64, "GRADWIRE_MAX_FRAME_BYTES must be at least 64");
   c.max_frame_bytes -= c.max_frame_bytes % 64;
   c.probe_seconds = env_seconds("GRADWIRE_PROBE_SECONDS", c.probe_seconds);
+  c.handshake_seconds = env_seconds("GRADWIRE_HANDSHAKE_SECONDS", c.handshake_seconds);
+  GW_CHECK_ARG(c.handshake_seconds > 0, "GRADWIRE_HANDSHAKE_SECONDS must be positive");
   if (const char* v = env("GRADWIRE_TRANSPORT")) {
     c.transport = v;
     GW_CHECK_ARG(c.transport == "auto" || c.transport == "tcp" || c.transport == "shm",

@@ -15,6 +15,7 @@ struct Config {
   size_t ring_chunk_bytes = 256 << 10;  // GRADWIRE_RING_CHUNK_BYTES: pipelining granularity
   size_t max_frame_bytes = 4 << 20;     // GRADWIRE_MAX_FRAME_BYTES: payload bytes per frame
   double probe_seconds = 1.0;           // GRADWIRE_PROBE_SECONDS: wait for probe replies on timeout
+  double handshake_seconds = 10.0;      // GRADWIRE_HANDSHAKE_SECONDS: one connection's handshake
   std::string transport = "auto";       // GRADWIRE_TRANSPORT: auto|tcp|shm (same-host peers)
   size_t shm_ring_bytes = 4 << 20;      // GRADWIRE_SHM_RING_BYTES: ring per same-host peer pair
   std::string simd = "auto";            // GRADWIRE_SIMD: auto|generic (reduction kernels)

@@ -1,14 +1,18 @@
 #include "gradwire/transport/mesh.h"
 
+#include <poll.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <thread>
 
+#include "gradwire/common/config.h"
 #include "gradwire/common/error.h"
 #include "gradwire/common/logging.h"
 #include "gradwire/transport/shm/shm_channel.h"
@@ -63,6 +67,129 @@ Socket dial(const Rendezvous& rv, int rank, int j, const MeshOptions& opts) {
            " before the deadline (last error: ", last_error, ")");
 }
 
+// A connection accepted during set-up whose handshake is under way.
+struct PendingHandshake {
+  Socket sock;
+  std::string from;
+  std::unique_ptr<tcp::ServerHandshake> hs;
+  uint8_t auth[tcp::ServerHandshake::kAuthBytes];
+  size_t got = 0;
+  Clock::time_point deadline;
+};
+
+// More connections than this in their handshake at once: newer ones are closed at once.
+constexpr size_t kMaxPendingHandshakes = 256;
+
+// Sends a reply of at most a few dozen bytes to a fresh connection: it fits the socket buffer,
+// so the short deadline only guards against a peer that vanished.
+bool send_reply(const Socket& s, const void* data, size_t n) {
+  try {
+    tcp::send_all(s, data, n, Clock::now() + std::chrono::seconds(1));
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+// Accepts the `expected` higher ranks. Handshakes run concurrently, each with its own deadline
+// (GRADWIRE_HANDSHAKE_SECONDS), so a connection that never speaks (a port scanner, a health
+// check, a stray client) delays no one: it is closed when its own deadline passes.
+void accept_peers(const Socket& listener, int rank, int size, const MeshOptions& opts,
+                  const std::string& listen_address, std::vector<Socket>& socks) {
+  const double handshake_seconds = Config::get().handshake_seconds;
+  std::vector<PendingHandshake> pending;
+  int accepted = 0;
+  const int expected = size - 1 - rank;
+  while (accepted < expected) {
+    Clock::time_point now = Clock::now();
+    if (now >= opts.deadline) {
+      std::vector<int> missing;
+      for (int j = rank + 1; j < size; ++j) {
+        if (!socks[j].valid()) missing.push_back(j);
+      }
+      GW_THROW(TimeoutError, "rank ", rank, ": ranks ", rank_list(missing), " did not connect to ",
+               listen_address, " before the deadline",
+               pending.empty() ? std::string()
+                               : str(" (", pending.size(),
+                                     " connection(s) still in their "
+                                     "handshake)"));
+    }
+    Clock::time_point wake = opts.deadline;
+    std::vector<pollfd> fds{{listener.fd(), POLLIN, 0}};
+    for (auto& p : pending) {
+      fds.push_back({p.sock.fd(), POLLIN, 0});
+      wake = std::min(wake, p.deadline);
+    }
+    int wait_ms = std::max(0, ms_until(wake));
+    int pr = ::poll(fds.data(), fds.size(), wait_ms);
+    if (pr < 0 && errno != EINTR) GW_THROW(Error, "poll during set-up: ", strerror(errno));
+    now = Clock::now();
+    // Progress the handshakes under way (indices match fds[1..]).
+    for (size_t i = 0; i < pending.size(); ++i) {
+      PendingHandshake& p = pending[i];
+      bool drop = false;
+      if (pr > 0 && (fds[i + 1].revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t r = ::recv(p.sock.fd(), p.auth + p.got, sizeof(p.auth) - p.got, MSG_DONTWAIT);
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+          GW_LOG(kWarn, "rank ", rank, ": a connection from ", p.from,
+                 " closed during its handshake");
+          drop = true;
+        } else if (r > 0) {
+          p.got += size_t(r);
+        }
+      }
+      if (!drop && p.got == sizeof(p.auth)) {
+        drop = true;  // done, one way or the other
+        std::string reply;
+        try {
+          int r = p.hs->check(p.auth, &reply);
+          if (socks[r].valid()) {
+            GW_LOG(kWarn, "rank ", rank, ": dropped a second connection claiming rank ", r,
+                   " from ", p.from);
+          } else if (send_reply(p.sock, reply.data(), reply.size())) {
+            socks[r] = std::move(p.sock);
+            ++accepted;
+          }
+        } catch (const ProtocolError& e) {
+          GW_LOG(kWarn, "rank ", rank, " refused a connection from ", p.from, ": ", e.what());
+          if (!reply.empty()) send_reply(p.sock, reply.data(), reply.size());
+        }
+      }
+      if (!drop && now >= p.deadline) {
+        GW_LOG(kWarn, "rank ", rank, ": closed a connection from ", p.from, " that sent ", p.got,
+               " of ", sizeof(p.auth), " handshake bytes in ", handshake_seconds, " s");
+        drop = true;
+      }
+      if (drop) p.sock = Socket();  // closes it, unless it became a peer's socket
+    }
+    pending.erase(std::remove_if(pending.begin(), pending.end(),
+                                 [](const PendingHandshake& p) { return !p.sock.valid(); }),
+                  pending.end());
+    // New connections: greet each and add it to the handshakes under way.
+    if (pr > 0 && (fds[0].revents & POLLIN)) {
+      while (true) {
+        std::string from;
+        Socket s = tcp::accept_until(listener, now, &from);  // does not wait
+        if (!s.valid()) break;
+        if (pending.size() >= kMaxPendingHandshakes) {
+          GW_LOG(kWarn, "rank ", rank, ": closed a connection from ", from, ": ",
+                 kMaxPendingHandshakes, " handshakes are under way already");
+          continue;
+        }
+        PendingHandshake p;
+        p.from = from;
+        p.hs = std::make_unique<tcp::ServerHandshake>(opts.comm_id, rank, size, opts.secret);
+        p.deadline =
+            std::min(opts.deadline, now + std::chrono::duration_cast<Clock::duration>(
+                                              std::chrono::duration<double>(handshake_seconds)));
+        if (!send_reply(s, p.hs->hello(), tcp::ServerHandshake::kHelloBytes)) continue;
+        p.sock = std::move(s);
+        pending.push_back(std::move(p));
+      }
+    }
+  }
+}
+
 // Dials lower ranks and accepts higher ones; returns one authenticated socket per peer.
 std::vector<Socket> connect_sockets(const Rendezvous& rv, int rank, int size,
                                     const MeshOptions& opts, std::string* listen_address) {
@@ -74,33 +201,9 @@ std::vector<Socket> connect_sockets(const Rendezvous& rv, int rank, int size,
          ", set-up ", rv.nonce(), ")");
   std::vector<Socket> socks(size);
   // Lower ranks reach their accept phase after finishing their own (lower) dials, so the waits
-  // form no cycle.
+  // form no cycle. Higher ranks that dial meanwhile wait in the listen backlog.
   for (int j = 0; j < rank; ++j) socks[j] = dial(rv, rank, j, opts);
-  int expected = size - 1 - rank;
-  for (int accepted = 0; accepted < expected;) {
-    std::string from;
-    Socket s = tcp::accept_until(listener, opts.deadline, &from);
-    if (!s.valid()) {
-      std::vector<int> missing;
-      for (int j = rank + 1; j < size; ++j) {
-        if (!socks[j].valid()) missing.push_back(j);
-      }
-      GW_THROW(TimeoutError, "rank ", rank, ": ranks ", rank_list(missing), " did not connect to ",
-               *listen_address, " before the deadline");
-    }
-    try {
-      int r = tcp::handshake_as_server(s, opts.comm_id, rank, size, opts.secret, opts.deadline);
-      if (socks[r].valid()) {
-        GW_LOG(kWarn, "rank ", rank, ": dropped a second connection claiming rank ", r, " from ",
-               from);
-        continue;
-      }
-      socks[r] = std::move(s);
-      ++accepted;
-    } catch (const Error& e) {
-      GW_LOG(kWarn, "rank ", rank, " refused a connection from ", from, ": ", e.what());
-    }
-  }
+  accept_peers(listener, rank, size, opts, *listen_address, socks);
   return socks;
 }
 
