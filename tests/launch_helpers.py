@@ -40,6 +40,22 @@ def run(args: List[str], env: Optional[Dict[str, str]] = None, timeout: float = 
     )
 
 
+def run_launchers(args: List[str], n: int, env: Dict[str, str], timeout: float = 90):
+    """`gradwire run ARGS[:-1] --node-rank I ARGS[-1]` for I < n at once, as the launchers of one
+    job on this host; returns each one's (returncode, stdout, stderr). Killed at the timeout."""
+    procs = [
+        subprocess.Popen(GRADWIRE + args[:-1] + ["--node-rank", str(i), args[-1]], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(n)
+    ]  # fmt: skip
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
+
+
 def records(out_dir: Path) -> Dict[int, dict]:
     return {int(p.stem[4:]): json.loads(p.read_text()) for p in sorted(out_dir.glob("rank*.json"))}
 

@@ -45,7 +45,7 @@ void register_ps(py::module_& m) {
       .def(py::init([](int shard_id, int num_servers, int num_workers, const std::string& mode,
                        uint64_t staleness, const std::string& host, int port,
                        const std::string& checkpoint_dir, double checkpoint_every, int threads,
-                       uint64_t block_elems) {
+                       uint64_t block_elems, bool insecure) {
              ps::ServerOptions o;
              o.shard.shard_id = shard_id;
              o.shard.num_servers = num_servers;
@@ -58,13 +58,17 @@ void register_ps(py::module_& m) {
              o.checkpoint_dir = checkpoint_dir;
              o.checkpoint_every = checkpoint_every;
              o.threads = threads;
+             o.insecure = insecure;
              py::gil_scoped_release nogil;
              return std::make_unique<ps::Server>(o);
            }),
            py::arg("shard_id"), py::arg("num_servers"), py::arg("num_workers"), py::arg("mode"),
            py::arg("staleness"), py::arg("host"), py::arg("port"), py::arg("checkpoint_dir"),
-           py::arg("checkpoint_every"), py::arg("threads"), py::arg("block_elems"))
+           py::arg("checkpoint_every"), py::arg("threads"), py::arg("block_elems"),
+           py::arg("insecure") = false)
       .def_property_readonly("address", &ps::Server::address)
+      .def_property_readonly("access", &ps::Server::access,
+                             "Who may connect: token, loopback only, or anyone (--insecure).")
       .def("checkpoint", &ps::Server::checkpoint, py::call_guard<py::gil_scoped_release>())
       .def("stop", &ps::Server::stop, py::call_guard<py::gil_scoped_release>());
 

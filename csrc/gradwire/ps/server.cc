@@ -1,5 +1,7 @@
 #include "gradwire/ps/server.h"
 
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -50,6 +52,15 @@ struct Server::Outgoing {
 struct Server::WorkerSlot {
   std::mutex mu;
   const Peer* current = nullptr;
+};
+
+// A connection in its handshake. The acceptor may close it for a newer one (shutdown of `fd`,
+// under handshakes_mu_) only while it is listed; its thread unlists it before it owns the
+// socket alone again, so `fd` stays open, and the same connection, for as long as it is listed.
+struct Server::Handshake {
+  int fd = -1;
+  std::string from;  // the peer's address, for the log
+  bool cut = false;
 };
 
 // Writes a read's value straight into the worker's tensor (kReplyInPlace). Consecutive pieces
@@ -120,6 +131,16 @@ std::string read_reply_meta(uint64_t min_clock) {
   return w.finish();
 }
 
+// 127.0.0.0/8, ::1 and IPv4-mapped 127.x: only processes on this host can connect.
+bool is_loopback(const std::string& host) {
+  in_addr a4{};
+  if (inet_pton(AF_INET, host.c_str(), &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  in6_addr a6{};
+  if (inet_pton(AF_INET6, host.c_str(), &a6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&a6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127;
+}
+
 PsStatus status_of(std::exception_ptr e, std::string* msg) {
   try {
     std::rethrow_exception(e);
@@ -142,6 +163,13 @@ Server::Server(const ServerOptions& opts) : opts_(opts), state_(opts.shard) {
   GW_CHECK_ARG(c.num_servers > 0 && c.shard_id >= 0 && c.shard_id < c.num_servers, "shard id ",
                c.shard_id, " must be in [0, ", c.num_servers, ")");
   GW_CHECK_ARG(c.num_workers > 0, "the number of workers must be positive");
+  GW_CHECK_ARG(opts_.max_handshakes > 0, "the handshake cap must be positive");
+  // Who may connect. Decided before anything is restored or bound: a refusal changes nothing.
+  const bool token = !Config::get().auth_token.empty();
+  const bool loopback = is_loopback(opts_.host);
+  GW_CHECK_ARG(token || loopback || opts_.insecure, "refusing to listen on ", opts_.host,
+               " without GRADWIRE_AUTH_TOKEN; set it (the same on every worker), bind to ",
+               "127.0.0.1 with --host, or pass --insecure");
   for (int i = 0; i < c.num_workers; ++i) slots_.push_back(std::make_unique<WorkerSlot>());
   if (!opts_.checkpoint_dir.empty()) {
     ::mkdir(opts_.checkpoint_dir.c_str(), 0755);
@@ -158,6 +186,17 @@ Server::Server(const ServerOptions& opts) : opts_(opts), state_(opts.shard) {
   std::string adv = opts_.host;
   if (adv == "0.0.0.0") adv = tcp::choose_listen_address(Config::get().socket_ifname, "");
   address_ = tcp::Endpoint{adv, bound.port}.to_string();
+  if (token) {
+    access_ =
+        "authentication: GRADWIRE_AUTH_TOKEN from the environment; only peers with the "
+        "same token are served";
+  } else if (loopback) {
+    access_ = str("no GRADWIRE_AUTH_TOKEN: listening on ", opts_.host,
+                  " (loopback) only; any process on this host can connect");
+  } else {
+    access_ = str("--insecure without GRADWIRE_AUTH_TOKEN: open to anyone who can reach port ",
+                  bound.port, " on ", opts_.host, " (they can read and overwrite every parameter)");
+  }
   pool_ = std::make_unique<ThreadPool>(opts_.threads);
   acceptor_ = std::thread([this] { accept_loop(); });
   checkpointer_ = std::thread([this] { checkpoint_loop(); });
@@ -172,6 +211,15 @@ void Server::stop() {
   stop_cv_.notify_all();
   if (acceptor_.joinable()) acceptor_.join();
   if (checkpointer_.joinable()) checkpointer_.join();
+  {
+    // Connections still in their handshake: end them now rather than at their deadline.
+    std::lock_guard<std::mutex> lk(handshakes_mu_);
+    for (auto& hs : handshakes_) {
+      hs->cut = true;
+      ::shutdown(hs->fd, SHUT_RDWR);
+    }
+    handshakes_.clear();
+  }
   {
     std::lock_guard<std::mutex> lk(peers_mu_);
     for (auto& p : peers_) p->conn->shutdown();
@@ -192,6 +240,8 @@ void Server::accept_loop() {
       continue;
     }
     if (!s.valid()) continue;
+    std::shared_ptr<Handshake> hs = admit(s, who);
+    if (!hs) continue;
     auto peer = std::make_shared<Peer>();
     std::lock_guard<std::mutex> lk(peers_mu_);
     // Drop finished peers so a long job with reconnecting workers does not accumulate them.
@@ -210,28 +260,89 @@ void Server::accept_loop() {
     }
     auto done = std::make_shared<std::atomic<bool>>(false);
     peer_threads_.push_back(PeerThread{
-        done, std::thread([this, peer, done, sock = std::make_shared<tcp::Socket>(std::move(s))] {
-          serve_peer(peer, std::move(*sock));
+        done,
+        std::thread([this, peer, done, hs, sock = std::make_shared<tcp::Socket>(std::move(s))] {
+          serve_peer(peer, std::move(*sock), hs);
           done->store(true);
         })});
   }
 }
 
-void Server::serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock) {
+std::shared_ptr<Server::Handshake> Server::admit(tcp::Socket& sock, const std::string& from) {
+  auto hs = std::make_shared<Handshake>();
+  hs->fd = sock.fd();
+  hs->from = from;
+  std::string cut_from;
+  {
+    std::unique_lock<std::mutex> lk(handshakes_mu_);
+    // Closing the oldest rather than the newest: holding the cap then takes a steady flood of
+    // new connections, not a few idle ones, and a worker's handshake (one round trip) is done
+    // long before 64 newer connections push it out.
+    if (handshakes_.size() >= opts_.max_handshakes) {
+      Handshake& old = *handshakes_.front();
+      old.cut = true;
+      ::shutdown(old.fd, SHUT_RDWR);
+      cut_from = old.from;
+      handshakes_.pop_front();
+    }
+    // The closed connection's thread leaves at once (its poll wakes up); wait for it, so the
+    // threads in a handshake never outnumber the cap.
+    if (!handshake_cv_.wait_for(lk, std::chrono::seconds(2),
+                                [this] { return handshake_threads_ < opts_.max_handshakes; })) {
+      GW_LOG(kWarn, "parameter server shard ", opts_.shard.shard_id, ": closed a connection from ",
+             from, ": ", handshake_threads_, " threads are still in a handshake");
+      return nullptr;
+    }
+    ++handshake_threads_;
+    handshakes_.push_back(hs);
+  }
+  if (!cut_from.empty()) {
+    ++cuts_unlogged_;
+    auto now = Clock::now();
+    if (now - last_cut_log_ >= std::chrono::seconds(10)) {  // a flood logs a line per 10 s
+      GW_LOG(kWarn, "parameter server shard ", opts_.shard.shard_id, ": ", opts_.max_handshakes,
+             " connections are in their handshake (the most it allows); ",
+             "closed the oldest, from ", cut_from, " (", cuts_unlogged_,
+             " closed for this reason since the last such message)");
+      cuts_unlogged_ = 0;
+      last_cut_log_ = now;
+    }
+  }
+  return hs;
+}
+
+bool Server::handshake_done(const std::shared_ptr<Handshake>& hs) {
+  std::lock_guard<std::mutex> lk(handshakes_mu_);
+  --handshake_threads_;
+  handshake_cv_.notify_all();
+  if (hs->cut) return false;
+  handshakes_.remove(hs);
+  return true;
+}
+
+void Server::serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock,
+                        std::shared_ptr<Handshake> hs) {
   const ShardConfig& c = opts_.shard;
   int rank = -1;
+  std::string error;
   try {
     rank =
         tcp::handshake_as_server(sock, kPsCommId, c.shard_id, c.num_servers + c.num_workers,
                                  Config::get().auth_token, Clock::now() + std::chrono::seconds(10));
   } catch (const std::exception& e) {
-    GW_LOG(kWarn, "parameter server shard ", c.shard_id, ": refused a connection: ", e.what());
+    error = e.what();
+  }
+  // A connection closed for a newer one was logged by the acceptor.
+  if (!handshake_done(hs)) return;
+  if (!error.empty()) {
+    GW_LOG(kWarn, "parameter server shard ", c.shard_id, ": refused a connection from ", hs->from,
+           ": ", error);
     return;
   }
   int worker = rank - c.num_servers;
   if (worker < 0) {
-    GW_LOG(kWarn, "parameter server shard ", c.shard_id, ": refused rank ", rank,
-           " (a server rank)");
+    GW_LOG(kWarn, "parameter server shard ", c.shard_id, ": refused rank ", rank, " from ",
+           hs->from, " (a server rank)");
     return;
   }
   peer->worker = worker;

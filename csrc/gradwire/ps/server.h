@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -36,6 +37,12 @@ struct ServerOptions {
   std::string checkpoint_dir;   // empty: no checkpoints and no write-ahead log
   double checkpoint_every = 0;  // seconds; 0: only on demand (and when the log grows large)
   int threads = 4;
+  // Without GRADWIRE_AUTH_TOKEN a shard listens only on a loopback address, unless this is set:
+  // then anyone who can reach the port is served (docs/parameter-server.md, "Security").
+  bool insecure = false;
+  // Connections in their handshake at once (each has a thread for up to 10 s); a newer one
+  // closes the oldest, so idle connections cannot use up threads or lock workers out.
+  size_t max_handshakes = 64;
 };
 
 class Server {
@@ -46,6 +53,8 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   std::string address() const { return address_; }
+  // Who may connect, in one line for the start-up message: token, loopback only, or open.
+  std::string access() const { return access_; }
   // Writes a checkpoint now; returns its log generation. Needs a checkpoint directory.
   uint64_t checkpoint();
   void stop();
@@ -55,10 +64,16 @@ class Server {
   struct Parked;
   struct Outgoing;
   struct WorkerSlot;
+  struct Handshake;
   class InPlaceSink;
 
   void accept_loop();
-  void serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock);
+  // Registers a new connection as in its handshake; closes the oldest one beyond the cap.
+  // Null when no handshake thread became free (the caller drops the connection).
+  std::shared_ptr<Handshake> admit(tcp::Socket& sock, const std::string& from);
+  // False when the connection was closed for a newer one (it no longer counts either way).
+  bool handshake_done(const std::shared_ptr<Handshake>& hs);
+  void serve_peer(std::shared_ptr<Peer> peer, tcp::Socket sock, std::shared_ptr<Handshake> hs);
   // Connection control (ps/single_copy.h), on the connection's reader thread.
   void attach_peer(Peer& peer, const FrameHeader& h);
   // Reads a request's payload; data sent by reference is read from the worker's memory.
@@ -94,6 +109,7 @@ class Server {
   ShardState state_;
   std::unique_ptr<Wal> wal_;
   std::string address_;
+  std::string access_;
   tcp::Socket listener_;
   std::unique_ptr<ThreadPool> pool_;
 
@@ -110,6 +126,14 @@ class Server {
     std::thread thread;
   };
   std::list<PeerThread> peer_threads_;
+  // Connections not authenticated yet, oldest first (Handshake); the cut counters belong to
+  // the acceptor thread.
+  std::mutex handshakes_mu_;
+  std::list<std::shared_ptr<Handshake>> handshakes_;
+  size_t handshake_threads_ = 0;  // threads between their start and handshake_done()
+  std::condition_variable handshake_cv_;
+  uint64_t cuts_unlogged_ = 0;
+  std::chrono::steady_clock::time_point last_cut_log_{};
 
   std::atomic<bool> stopping_{false};
   std::mutex stop_mu_;

@@ -49,7 +49,7 @@ class Signals:
 def auth_token(env: Mapping[str, str], plan: Plan) -> Optional[str]:
     """The job secret: the environment's (a Kubernetes Secret, ...), or a fresh one when this
     launcher is the whole job. Otherwise the engine's rank 0 draws one and shares it through
-    the store."""
+    the store (or, for a parameter-server job, launcher 0: ps_servers.job_token)."""
     if env.get("GRADWIRE_AUTH_TOKEN"):
         return env["GRADWIRE_AUTH_TOKEN"]
     return secrets.token_hex(32) if plan.launchers == 1 else None
@@ -134,6 +134,8 @@ class Agent:
         rnd = rdzv.connect(config)
         self.rdzv = rdzv
         token = auth_token(self.env, p)
+        if token is None and p.num_servers:
+            token = ps_servers.job_token(rdzv, p.launcher_rank)
         choice = None
         ps_addresses: Optional[str] = None
         while True:

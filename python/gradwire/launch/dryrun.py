@@ -48,6 +48,12 @@ def report(d: Detected, plan: Plan, cmd: List[str], env: Mapping[str, str]) -> s
         w("auth token: GRADWIRE_AUTH_TOKEN from the environment (not shown)")
     elif plan.launchers == 1:
         w("auth token: a fresh random token for this run")
+    elif plan.num_servers:
+        w(
+            "auth token: drawn by launcher 0 and shared through the rendezvous store for the "
+            "parameter servers and workers (set GRADWIRE_AUTH_TOKEN to keep out anyone who can "
+            "reach the store)"
+        )
     else:
         w(
             "auth token: drawn by rank 0 and shared through the store "

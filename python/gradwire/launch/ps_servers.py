@@ -9,12 +9,14 @@ every launcher through the rendezvous store and every worker as GRADWIRE_PS_SERV
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from typing import Dict, List, Mapping, Optional
 
 from gradwire.launch.output import say
 
 KEY = "gw/ps/servers"
+TOKEN_KEY = "gw/ps/token"
 
 
 class ServerGroup:
@@ -89,3 +91,15 @@ def share(rdzv, group: Optional[ServerGroup]) -> str:
         rdzv.publish(KEY, value)
         return value
     return rdzv.lookup(KEY)
+
+
+def job_token(rdzv, launcher_rank: int) -> str:
+    """The job secret of a parameter-server job run by several launchers without
+    GRADWIRE_AUTH_TOKEN: launcher 0 draws it and shares it through the rendezvous store (which
+    keeps out other jobs, not whoever can reach the store). The shards need one to listen
+    beyond loopback, and the workers the same one to reach them."""
+    if launcher_rank == 0:
+        token = secrets.token_hex(32)
+        rdzv.publish(TOKEN_KEY, token)
+        return token
+    return rdzv.lookup(TOKEN_KEY)

@@ -23,7 +23,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-servers", type=int, required=True, metavar="S")
     p.add_argument("--num-workers", type=int, required=True, metavar="W")
     p.add_argument("--port", type=int, default=0, metavar="P", help="0: any free port")
-    p.add_argument("--host", default="0.0.0.0", help="listen address (default: all)")
+    p.add_argument(
+        "--host",
+        default="0.0.0.0",
+        help="listen address (default: all; without GRADWIRE_AUTH_TOKEN only a loopback one)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="listen beyond loopback without GRADWIRE_AUTH_TOKEN: anyone who can reach the port "
+        "may read and overwrite the parameters",
+    )
     p.add_argument("--mode", choices=["bsp", "asp", "ssp"], default="asp")
     p.add_argument("--staleness", type=int, default=0, metavar="K", help="SSP bound")
     p.add_argument("--checkpoint-dir", default="", metavar="D")
@@ -55,10 +65,12 @@ def serve(argv: Optional[List[str]] = None) -> int:
             a.checkpoint_every,
             a.threads,
             _C.ps.default_block_elems(),
+            a.insecure,
         )
     except (GradwireError, ValueError) as e:
         print(f"gradwire ps serve: error: {e}", file=sys.stderr)
         return 2
+    print(f"gradwire-ps shard {a.shard_id}: {server.access}", file=sys.stderr, flush=True)
     print(READY.format(shard=a.shard_id, address=server.address), flush=True)
     while not stop.wait(0.2):
         pass
