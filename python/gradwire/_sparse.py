@@ -15,6 +15,8 @@ same result, and copies it into the input tensor.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.distributed as dist
 
@@ -91,7 +93,7 @@ def allreduce(pg, t: torch.Tensor, op, opts=None) -> GradwireWork:
             # Sections start at multiples of 16 bytes, so they can be viewed as int64 and as
             # any element type (complex128 is the widest).
             index_bytes = _round16(t.sparse_dim() * max_nnz * 8)
-            row_bytes = values.element_size() * _dense_numel(t)
+            row_bytes = values.element_size() * math.prod(values.shape[1:])  # one nonzero's values
             per_rank = index_bytes + _round16(max_nnz * row_bytes)
             if per_rank == 0:  # no rank holds a nonzero
                 return finish([], [])
@@ -159,10 +161,3 @@ def allreduce(pg, t: torch.Tensor, op, opts=None) -> GradwireWork:
 
 def _round16(n: int) -> int:
     return (n + 15) // 16 * 16
-
-
-def _dense_numel(t: torch.Tensor) -> int:
-    n = 1
-    for s in t.shape[t.sparse_dim() :]:
-        n *= s
-    return n
